@@ -1,0 +1,233 @@
+// The asyncio objects the core talks to, looked up once per interpreter and cached.
+//
+// Everything here is a thin, named wrapper around one asyncio call, so that the rest of the
+// crate reads as "what" rather than "which attribute of which module". All of it runs on the
+// thread that calls it, which for every caller in this crate is the loop thread.
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::{intern, ffi};
+
+/// Prefix of the message of every `CancelledError` this library delivers or raises. A scope
+/// swallows only cancellations that carry it (and only its own, see `scope::exit`); it is
+/// deliberately not AnyIO's prefix, so neither library's scopes swallow the other's.
+pub const CANCEL_PREFIX: &str = "Cancelled by toolcase_rs cancel scope ";
+
+struct Cache {
+    current_task: Py<PyAny>,
+    get_running_loop: Py<PyAny>,
+    cancelled_error: Py<PyType>,
+    invalid_state_error: Py<PyType>,
+    base_exception_group: Py<PyType>,
+    task_type: Py<PyType>,
+    future_type: Py<PyType>,
+}
+
+static CACHE: PyOnceLock<Cache> = PyOnceLock::new();
+
+fn cache(py: Python<'_>) -> &Cache {
+    CACHE
+        .get_or_try_init(py, || -> PyResult<Cache> {
+            let asyncio = py.import("asyncio")?;
+            let builtins = py.import("builtins")?;
+            Ok(Cache {
+                current_task: asyncio.getattr("current_task")?.unbind(),
+                get_running_loop: asyncio.getattr("get_running_loop")?.unbind(),
+                cancelled_error: asyncio.getattr("CancelledError")?.cast_into()?.unbind(),
+                invalid_state_error: asyncio.getattr("InvalidStateError")?.cast_into()?.unbind(),
+                base_exception_group: builtins
+                    .getattr("BaseExceptionGroup")?
+                    .cast_into()?
+                    .unbind(),
+                task_type: asyncio.getattr("Task")?.cast_into()?.unbind(),
+                future_type: asyncio.getattr("Future")?.cast_into()?.unbind(),
+            })
+        })
+        .expect("the asyncio module provides these names")
+}
+
+/// The running `asyncio.Task`, or `None` outside one.
+#[inline]
+pub fn current_task(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    // `asyncio.current_task()` raises RuntimeError when no loop runs; that is "no task" here.
+    match cache(py).current_task.bind(py).call0() {
+        Ok(t) if t.is_none() => Ok(None),
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.is_instance_of::<PyRuntimeError>(py) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The running loop, or a RuntimeError that says what the caller must do.
+pub fn running_loop<'py>(py: Python<'py>, what: &str) -> PyResult<Bound<'py, PyAny>> {
+    cache(py)
+        .get_running_loop
+        .bind(py)
+        .call0()
+        .map_err(|_| no_loop_error(what))
+}
+
+pub fn no_loop_error(what: &str) -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "{what} needs a running asyncio event loop: call it from async code \
+         (inside asyncio.run(), toolcase_rs.run() or a running task)"
+    ))
+}
+
+pub fn cancelled_error_type(py: Python<'_>) -> &Bound<'_, PyType> {
+    cache(py).cancelled_error.bind(py)
+}
+
+pub fn invalid_state_error(py: Python<'_>, msg: String) -> PyErr {
+    PyErr::from_type(cache(py).invalid_state_error.bind(py).clone(), msg)
+}
+
+pub fn base_exception_group_type(py: Python<'_>) -> &Bound<'_, PyType> {
+    cache(py).base_exception_group.bind(py)
+}
+
+pub fn task_type(py: Python<'_>) -> &Bound<'_, PyType> {
+    cache(py).task_type.bind(py)
+}
+
+/// True for instances of `asyncio.Future` (tasks included).
+pub fn is_future(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_instance(cache(obj.py()).future_type.bind(obj.py()))
+        .unwrap_or(false)
+}
+
+/// A new `CancelledError(msg)`, ready to raise.
+pub fn cancelled(py: Python<'_>, msg: &Bound<'_, PyString>) -> PyErr {
+    PyErr::from_type(cancelled_error_type(py).clone(), (msg.clone().unbind(),))
+}
+
+pub fn is_cancelled_error(py: Python<'_>, exc: &Bound<'_, PyAny>) -> bool {
+    exc.is_instance(cancelled_error_type(py)).unwrap_or(false)
+}
+
+/// True when `exc` (or a `CancelledError` it was raised while handling) carries this
+/// library's cancellation message. Frameworks sometimes catch a `CancelledError` and raise a
+/// fresh one, so the `__context__` chain is followed like AnyIO does.
+pub fn is_own_cancellation(py: Python<'_>, exc: &Bound<'_, PyAny>) -> bool {
+    let mut cur = exc.clone();
+    for _ in 0..64 {
+        if !is_cancelled_error(py, &cur) {
+            return false;
+        }
+        if let Ok(args) = cur.getattr(intern!(py, "args")) {
+            if let Ok(args) = args.cast::<PyTuple>() {
+                if let Ok(first) = args.get_item(0) {
+                    if let Ok(s) = first.cast::<PyString>() {
+                        if s.to_str().is_ok_and(|s| s.starts_with(CANCEL_PREFIX)) {
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+        match cur.getattr(intern!(py, "__context__")) {
+            Ok(ctx) if !ctx.is_none() => cur = ctx,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Creates a future on `loop_`.
+#[inline]
+pub fn create_future<'py>(loop_: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    loop_.call_method0(intern!(loop_.py(), "create_future"))
+}
+
+/// Prepares a native future to be yielded straight to the Task that awaits us: the Task
+/// only accepts a future whose `_asyncio_future_blocking` flag is set (as `Future.__await__`
+/// would have done).
+#[inline]
+pub fn mark_blocking(fut: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = fut.py();
+    fut.setattr(intern!(py, "_asyncio_future_blocking"), true)
+}
+
+/// `fut.set_result(value)` unless the future is already done (cancelled by its awaiter).
+pub fn resolve(fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = fut.py();
+    if !fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+        fut.call_method1(intern!(py, "set_result"), (value,))?;
+    }
+    Ok(())
+}
+
+pub fn is_done(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fut.call_method0(intern!(fut.py(), "done"))?.is_truthy()
+}
+
+/// Runs `f` with `ctx` as the current contextvars context.
+pub fn in_context<R>(
+    ctx: &Bound<'_, PyAny>,
+    f: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    let py = ctx.py();
+    // SAFETY: we are attached to the interpreter; `ctx` is a live object. PyContext_Enter
+    // type-checks its argument and reports failure with -1 and an exception set.
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let out = f();
+    // SAFETY: as above; exiting the context entered just before cannot fail.
+    unsafe { ffi::PyContext_Exit(ctx.as_ptr()) };
+    out
+}
+
+/// A copy of the current contextvars context.
+pub fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: attached; PyContext_CopyCurrent returns a new reference or NULL with an error.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }
+}
+
+/// What sending a value into a coroutine produced.
+pub enum Sent<'py> {
+    Yielded(Bound<'py, PyAny>),
+    Returned(Bound<'py, PyAny>),
+}
+
+/// `coro.send(value)` through `PyIter_Send`, with `StopIteration` already unpacked.
+pub fn send<'py>(coro: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> PyResult<Sent<'py>> {
+    let py = coro.py();
+    let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: attached; `coro` and `value` are live objects; PyIter_Send writes a new reference
+    // to `out` for NEXT/RETURN and leaves an exception set for ERROR.
+    let status = unsafe { ffi::PyIter_Send(coro.as_ptr(), value.as_ptr(), &mut out) };
+    match status {
+        ffi::PySendResult::PYGEN_NEXT => {
+            // SAFETY: `out` is a new reference (see above).
+            Ok(Sent::Yielded(unsafe { Bound::from_owned_ptr(py, out) }))
+        }
+        ffi::PySendResult::PYGEN_RETURN => {
+            // SAFETY: as above.
+            Ok(Sent::Returned(unsafe { Bound::from_owned_ptr(py, out) }))
+        }
+        ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
+    }
+}
+
+/// True for coroutine objects (native ones, and anything registered as
+/// `collections.abc.Coroutine`), the objects `asyncio.Task` accepts.
+pub fn is_coroutine(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: attached; PyCoro_CheckExact only reads the type pointer.
+    if unsafe { ffi::PyCoro_CheckExact(obj.as_ptr()) } != 0 {
+        return true;
+    }
+    static ISCORO: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = obj.py();
+    ISCORO
+        .get_or_try_init(py, || {
+            py.import("asyncio")?
+                .getattr("iscoroutine")
+                .map(Bound::unbind)
+        })
+        .and_then(|f| f.bind(py).call1((obj,)))
+        .and_then(|r| r.is_truthy())
+        .unwrap_or(false)
+}

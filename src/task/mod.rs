@@ -1,0 +1,872 @@
+// Task groups: `TaskGroup`, its children's done-callback, the wait in `__aexit__`, and
+// `start()` with its `TaskStatus`.
+//
+// Children are plain `asyncio.Task`s created on the group's loop (directly as `asyncio.Task`
+// when the loop has no task factory, else through `loop.create_task`). There is no wrapper
+// coroutine and no per-child scope or event: the runtime registers each child in the scope tree
+// under the group's scope, and one Rust done-callback per group (`ChildDone`) records the outcome,
+// forgets the child and, when the last child finishes while the host waits in `__aexit__`,
+// resolves the single future the host is parked on.
+//
+// Lifecycle (`GroupState`): IDLE -> ACTIVE (after `__aenter__`) -> EXITING (in `__aexit__`,
+// waiting for children; spawning is still allowed, as children may start siblings) -> CLOSED.
+//
+// Error shape (AnyIO's): the first child failure cancels the group scope; every child error and
+// the body's own non-cancellation exception leave together as one `BaseExceptionGroup`
+// ("unhandled errors in a TaskGroup"), even when there is only one. A child that is cancelled
+// (by `handle.cancel()`, a native `task.cancel()`, or the group) is not an error.
+//
+// The host in `__aexit__`. While it waits, the runtime delivers no cancellation to it (it is
+// "exempt"): a cancellation of the group scope, or of a scope around it, reaches the children
+// through the tree, and the host only needs to know about it when the children are done, at
+// which point it re-raises it (AnyIO gets the same outcome by waking the host, catching the
+// CancelledError and shielding its wait, #695). A native cancel of the host (`task.cancel()`)
+// still arrives as a thrown `CancelledError`: it cancels the group and is re-raised at the end.
+
+pub mod eager;
+pub mod handle;
+
+use std::thread::ThreadId;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::{intern, IntoPyObjectExt};
+
+use crate::asyncio::{self, Sent};
+use crate::awaitable::{Drive, Input, Ready, Step, Waiting};
+use crate::runtime;
+use crate::scope::tree::{ScopeKey, TaskKey};
+use crate::scope::CancelScope;
+use eager::EagerCoroutine;
+use handle::{AwaitTask, Outcome, TaskHandle};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum GroupState {
+    /// Created, not entered.
+    Idle,
+    /// Entered; the body runs.
+    Active,
+    /// In `__aexit__`, waiting for children.
+    Exiting,
+    /// Exited.
+    Closed,
+}
+
+impl GroupState {
+    fn name(self) -> &'static str {
+        match self {
+            GroupState::Idle => "idle",
+            GroupState::Active => "active",
+            GroupState::Exiting => "exiting",
+            GroupState::Closed => "closed",
+        }
+    }
+}
+
+/// A task group: starts child tasks and waits for all of them before its `async with` block
+/// ends.
+///
+/// The first child that fails cancels the others and the body; the errors then leave the
+/// block together as one `BaseExceptionGroup` (also for a single error). Cancelling the group
+/// (`tg.cancel()`, or a scope around it) cancels every child.
+///
+/// Args:
+///     name: a name for the group (shown in its repr).
+///     eager: run each child's first step synchronously in `start_soon` / `spawn` (see
+///         `start_soon`); off by default.
+#[pyclass(module = "toolcase_rs", name = "TaskGroup")]
+pub struct TaskGroup {
+    state: GroupState,
+    name: Option<Py<PyAny>>,
+    eager: bool,
+    /// The group's scope, entered by the host in `__aenter__`.
+    scope: Py<CancelScope>,
+    // While entered:
+    loop_: Option<Py<PyAny>>,
+    owner: Option<ThreadId>,
+    host: Option<TaskKey>,
+    /// Children started and not finished. Invariant: equals the number of runtime tasks
+    /// registered by this group.
+    children: usize,
+    /// Child errors (and the body's error), in the order they happened.
+    errors: Vec<Py<PyAny>>,
+    /// The future the host waits on in `__aexit__`; resolved when `children` reaches 0.
+    waiter: Option<Py<PyAny>>,
+    /// The done-callback shared by all children (holds the group; dropped at close).
+    done_cb: Option<Py<ChildDone>>,
+}
+
+/// What spawning needs, read from the group in one borrow.
+struct SpawnTarget {
+    loop_: Py<PyAny>,
+    scope: ScopeKey,
+    done_cb: Py<ChildDone>,
+    eager: bool,
+}
+
+impl TaskGroup {
+    fn target(slf: &Bound<'_, Self>, what: &str) -> PyResult<SpawnTarget> {
+        let py = slf.py();
+        let g = slf.borrow();
+        if !matches!(g.state, GroupState::Active | GroupState::Exiting) {
+            return Err(PyRuntimeError::new_err(format!(
+                "This task group is not active ({}); no new tasks can be started. \
+                 Use {what} inside its `async with` block.",
+                g.state.name()
+            )));
+        }
+        if g.owner != Some(std::thread::current().id()) {
+            return Err(PyRuntimeError::new_err(format!(
+                "{what} must be called from the thread running the group's event loop; from \
+                 another thread use loop.call_soon_threadsafe or toolcase_rs.from_thread"
+            )));
+        }
+        let scope = g.scope.borrow(py).key().ok_or_else(|| {
+            PyRuntimeError::new_err("This task group's cancel scope is not active")
+        })?;
+        Ok(SpawnTarget {
+            loop_: g.loop_.as_ref().expect("entered").clone_ref(py),
+            scope,
+            done_cb: g.done_cb.as_ref().expect("entered").clone_ref(py),
+            eager: g.eager,
+        })
+    }
+
+    /// Creates, registers and returns the handle of a child running `coro`.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_coro<'py>(
+        slf: &Bound<'py, Self>,
+        target: &SpawnTarget,
+        coro: Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        eager: bool,
+        context: Option<Bound<'py, PyAny>>,
+        status: Option<Py<PyAny>>,
+        base: ScopeKey,
+    ) -> PyResult<Bound<'py, TaskHandle>> {
+        let py = slf.py();
+        let loop_ = target.loop_.bind(py);
+        if eager {
+            return Self::spawn_eager(slf, target, coro, name);
+        }
+        let task = match new_task(loop_, &coro, name.as_ref(), context.as_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = coro.call_method0(intern!(py, "close"));
+                return Err(e);
+            }
+        };
+        Self::adopt(slf, target, &task, status, base)?;
+        Bound::new(py, TaskHandle::for_task(task.unbind(), name.map(Bound::unbind)))
+    }
+
+    /// Registers a freshly created child Task with the runtime and the group.
+    fn adopt(
+        slf: &Bound<'_, Self>,
+        target: &SpawnTarget,
+        task: &Bound<'_, PyAny>,
+        status: Option<Py<PyAny>>,
+        base: ScopeKey,
+    ) -> PyResult<TaskKey> {
+        let py = slf.py();
+        let (key, cancelled) = runtime::register_child(Some(task), base, status);
+        task.call_method1(intern!(py, "add_done_callback"), (target.done_cb.bind(py),))?;
+        slf.borrow_mut().children += 1;
+        if cancelled {
+            runtime::deliver(py, vec![key])?;
+        }
+        Ok(key)
+    }
+
+    fn spawn_eager<'py>(
+        slf: &Bound<'py, Self>,
+        target: &SpawnTarget,
+        coro: Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, TaskHandle>> {
+        let py = slf.py();
+        let ctx = asyncio::copy_context(py)?;
+        let (key, _) = runtime::register_child(None, target.scope, None);
+        let previous = runtime::with_rt(|rt| rt.eager_current.replace(key));
+        let none = py.None().into_bound(py);
+        let sent = asyncio::in_context(&ctx, || asyncio::send(&coro, &none));
+        runtime::with_rt(|rt| rt.eager_current = previous);
+        let name_owned = name.as_ref().map(|n| n.clone().unbind());
+        let finished =
+            |outcome, name: Option<Py<PyAny>>| Bound::new(py, TaskHandle::finished(outcome, name));
+        match sent {
+            Ok(Sent::Returned(value)) => {
+                drop(runtime::forget_task(py, key));
+                finished(Outcome::Returned(value.unbind()), name_owned)
+            }
+            Err(err) => {
+                drop(runtime::forget_task(py, key));
+                let exc = err.into_value(py).into_any();
+                if asyncio::is_cancelled_error(py, exc.bind(py)) {
+                    finished(Outcome::Cancelled(exc), name_owned)
+                } else {
+                    Self::child_failed(slf, exc.clone_ref(py))?;
+                    finished(Outcome::Raised(exc), name_owned)
+                }
+            }
+            Ok(Sent::Yielded(first)) => {
+                let adapter = Bound::new(py, EagerCoroutine::new(coro.unbind(), first.unbind()))?;
+                let task = new_task(
+                    target.loop_.bind(py),
+                    adapter.as_any(),
+                    name.as_ref(),
+                    Some(&ctx),
+                )?;
+                runtime::bind_task(key, &task);
+                task.call_method1(intern!(py, "add_done_callback"), (target.done_cb.bind(py),))?;
+                slf.borrow_mut().children += 1;
+                if runtime::with_rt(|rt| rt.tree.is_cancelled(key)) {
+                    runtime::deliver(py, vec![key])?;
+                }
+                Bound::new(py, TaskHandle::for_task(task.unbind(), name_owned))
+            }
+        }
+    }
+
+    /// Records a child failure and cancels the group (AnyIO: unless already cancelled).
+    fn child_failed(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let scope = {
+            let mut g = slf.borrow_mut();
+            g.errors.push(exc);
+            g.scope.clone_ref(py)
+        };
+        let key = scope.borrow(py).key();
+        let already = key.is_some_and(|k| runtime::with_rt(|rt| rt.tree.scope_is_cancelled(k)));
+        if !already {
+            CancelScope::cancel_internal(scope.bind(py), None)?;
+        }
+        Ok(())
+    }
+
+    fn call_for_coroutine<'py>(
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+        what: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "{what}() expected an async function, got {} object {}",
+                func.get_type().name()?,
+                func.repr()?
+            )));
+        }
+        let coro = func.call(args, kwargs)?;
+        if asyncio::is_coroutine(&coro) {
+            return Ok(coro);
+        }
+        let py = func.py();
+        let kind = coro.get_type().name()?;
+        if coro.hasattr(intern!(py, "close"))? && coro.hasattr(intern!(py, "send"))? {
+            let _ = coro.call_method0(intern!(py, "close"));
+        }
+        Err(PyTypeError::new_err(format!(
+            "{what}() expected an async function, but {} returned a {kind}, not a coroutine; \
+             define it with `async def`",
+            func.repr()?
+        )))
+    }
+}
+
+/// Creates the Task for a child.
+fn new_task<'py>(
+    loop_: &Bound<'py, PyAny>,
+    coro: &Bound<'py, PyAny>,
+    name: Option<&Bound<'py, PyAny>>,
+    context: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = loop_.py();
+    let kwargs = PyDict::new(py);
+    if let Some(n) = name {
+        kwargs.set_item(intern!(py, "name"), n)?;
+    }
+    if let Some(c) = context {
+        kwargs.set_item(intern!(py, "context"), c)?;
+    }
+    if loop_.call_method0(intern!(py, "get_task_factory"))?.is_none() {
+        // What `loop.create_task` does when no factory is set, minus its Python frame.
+        kwargs.set_item(intern!(py, "loop"), loop_)?;
+        asyncio::task_type(py).call((coro,), Some(&kwargs))
+    } else {
+        loop_.call_method(intern!(py, "create_task"), (coro,), Some(&kwargs))
+    }
+}
+
+#[pymethods]
+impl TaskGroup {
+    #[new]
+    #[pyo3(signature = (*, name=None, eager=false))]
+    fn py_new(py: Python<'_>, name: Option<Py<PyAny>>, eager: bool) -> PyResult<Self> {
+        let scope = Py::new(
+            py,
+            CancelScope::with_options(f64::INFINITY, None, false, None)?,
+        )?;
+        Ok(TaskGroup {
+            state: GroupState::Idle,
+            name,
+            eager,
+            scope,
+            loop_: None,
+            owner: None,
+            host: None,
+            children: 0,
+            errors: Vec::new(),
+            waiter: None,
+            done_cb: None,
+        })
+    }
+
+    fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Ready>> {
+        let py = slf.py();
+        if slf.borrow().state != GroupState::Idle {
+            return Err(PyRuntimeError::new_err(
+                "TaskGroup cannot be entered more than once; create a new group",
+            ));
+        }
+        let loop_ = asyncio::running_loop(py, "entering a TaskGroup")?;
+        let scope = slf.borrow().scope.clone_ref(py);
+        CancelScope::enter(scope.bind(py))?;
+        let host = runtime::current(py, false)?.map(|c| c.key);
+        let done_cb = Py::new(
+            py,
+            ChildDone {
+                group: slf.clone().unbind(),
+            },
+        )?;
+        {
+            let mut g = slf.borrow_mut();
+            g.state = GroupState::Active;
+            g.loop_ = Some(loop_.unbind());
+            g.owner = Some(std::thread::current().id());
+            g.host = host;
+            g.done_cb = Some(done_cb);
+        }
+        Ready::new(py, slf.into_any().unbind())
+    }
+
+    #[pyo3(signature = (_exc_type=None, exc=None, _tb=None))]
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_type: Option<Bound<'py, PyAny>>,
+        exc: Option<Bound<'py, PyAny>>,
+        _tb: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Waiting>> {
+        let py = slf.py();
+        if slf.borrow().state != GroupState::Active {
+            return Err(PyRuntimeError::new_err(format!(
+                "TaskGroup.__aexit__ called on a group that is {}",
+                slf.borrow().state.name()
+            )));
+        }
+        Waiting::new(
+            py,
+            GroupExit {
+                group: slf.clone().unbind(),
+                exc: exc.filter(|e| !e.is_none()).map(Bound::unbind),
+                started: false,
+                waited: false,
+            },
+        )
+    }
+
+    /// Start `func(*args)` as a child task and return its handle.
+    ///
+    /// Args:
+    ///     func: an async function (a callable returning a coroutine).
+    ///     *args: positional arguments for `func`.
+    ///     name: the task's name.
+    ///     eager: run the child's first step now, synchronously (default: the group's
+    ///         setting). A child that finishes without suspending then never becomes an
+    ///         `asyncio.Task`. During that first step `asyncio.current_task()` is still the
+    ///         spawning task: do not enter `asyncio.timeout()` before the child's first await.
+    ///
+    /// Raises:
+    ///     TypeError: `func` is not an async function.
+    ///     RuntimeError: the group is not active.
+    #[pyo3(signature = (func, *args, name=None, eager=None))]
+    fn start_soon<'py>(
+        slf: &Bound<'py, Self>,
+        func: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        name: Option<Bound<'py, PyAny>>,
+        eager: Option<bool>,
+    ) -> PyResult<Bound<'py, TaskHandle>> {
+        let target = Self::target(slf, "start_soon()")?;
+        let coro = Self::call_for_coroutine(&func, &args, None, "start_soon")?;
+        let eager = eager.unwrap_or(target.eager);
+        let base = target.scope;
+        Self::spawn_coro(slf, &target, coro, name, eager, None, None, base)
+    }
+
+    /// Start a child from a coroutine object, or from an async function and its arguments.
+    ///
+    /// Same as `start_soon`, but `fn_or_coro` may also be a coroutine object (then no `args`).
+    #[pyo3(signature = (fn_or_coro, *args, name=None, eager=None))]
+    fn spawn<'py>(
+        slf: &Bound<'py, Self>,
+        fn_or_coro: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        name: Option<Bound<'py, PyAny>>,
+        eager: Option<bool>,
+    ) -> PyResult<Bound<'py, TaskHandle>> {
+        let py = slf.py();
+        let is_coro = asyncio::is_coroutine(&fn_or_coro);
+        let target = match Self::target(slf, "spawn()") {
+            Ok(t) => t,
+            Err(e) => {
+                if is_coro {
+                    fn_or_coro.call_method0(intern!(py, "close"))?;
+                }
+                return Err(e);
+            }
+        };
+        let coro = if is_coro {
+            if !args.is_empty() {
+                fn_or_coro.call_method0(intern!(py, "close"))?;
+                return Err(PyTypeError::new_err(
+                    "spawn() got a coroutine object and extra arguments: pass either a \
+                     coroutine, or an async function followed by its arguments",
+                ));
+            }
+            fn_or_coro
+        } else {
+            Self::call_for_coroutine(&fn_or_coro, &args, None, "spawn")?
+        };
+        let eager = eager.unwrap_or(target.eager);
+        let base = target.scope;
+        Self::spawn_coro(slf, &target, coro, name, eager, None, None, base)
+    }
+
+    /// Start a child from a coroutine object, as `asyncio.TaskGroup.create_task` does.
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, TaskHandle>> {
+        let py = slf.py();
+        if !asyncio::is_coroutine(&coro) {
+            return Err(PyTypeError::new_err(format!(
+                "create_task() expected a coroutine, got {}",
+                coro.get_type().name()?
+            )));
+        }
+        let target = match Self::target(slf, "create_task()") {
+            Ok(t) => t,
+            Err(e) => {
+                coro.call_method0(intern!(py, "close"))?;
+                return Err(e);
+            }
+        };
+        let base = target.scope;
+        Self::spawn_coro(slf, &target, coro, name, false, context, None, base)
+    }
+
+    /// Start `func(*args, task_status=...)` and wait until it calls `task_status.started()`.
+    ///
+    /// Returns the value passed to `started()`. Until then the child belongs to the caller's
+    /// cancel scope, and an exception it raises is raised here (not in the group).
+    ///
+    /// Raises:
+    ///     RuntimeError: the child returned without calling `started()`, or the group is not
+    ///         active.
+    ///
+    /// Cancel safety: cancelling the caller cancels that child, waits for it, and re-raises.
+    #[pyo3(signature = (func, *args, name=None))]
+    fn start<'py>(
+        slf: &Bound<'py, Self>,
+        func: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        name: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Waiting>> {
+        let py = slf.py();
+        let target = Self::target(slf, "start()")?;
+        let fut = asyncio::create_future(target.loop_.bind(py))?;
+        let status = Bound::new(
+            py,
+            TaskStatus {
+                fut: Some(fut.clone().unbind()),
+                group: Some(slf.clone().unbind()),
+                child: std::sync::Mutex::new(None),
+            },
+        )?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "task_status"), &status)?;
+        let coro = Self::call_for_coroutine(&func, &args, Some(&kwargs), "start")?;
+        let caller_scope = runtime::current(py, false)?
+            .and_then(|c| runtime::with_rt(|rt| rt.tree.task_scope(c.key)))
+            .unwrap_or(target.scope);
+        let handle = Self::spawn_coro(
+            slf,
+            &target,
+            coro,
+            name,
+            false,
+            None,
+            Some(fut.clone().unbind()),
+            caller_scope,
+        )?;
+        let task = handle.get().get_task(py).expect("start() children are Tasks");
+        *status.get().child.lock().expect("not poisoned") = runtime::child_key(task.bind(py));
+        Waiting::new(
+            py,
+            StartWait {
+                fut: fut.unbind(),
+                task,
+                saved: None,
+                drain: None,
+            },
+        )
+    }
+
+    /// Cancel every child and the body.
+    #[pyo3(signature = (reason=None))]
+    fn cancel(slf: &Bound<'_, Self>, reason: Option<String>) -> PyResult<()> {
+        let scope = slf.borrow().scope.clone_ref(slf.py());
+        CancelScope::cancel_internal(scope.bind(slf.py()), reason)
+    }
+
+    /// The group's cancel scope.
+    #[getter]
+    fn cancel_scope(&self, py: Python<'_>) -> Py<CancelScope> {
+        self.scope.clone_ref(py)
+    }
+
+    #[getter]
+    fn name(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.name.as_ref().map(|n| n.clone_ref(py))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let name = self
+            .name
+            .as_ref()
+            .and_then(|n| n.bind(py).str().ok().map(|s| format!(" {s}")))
+            .unwrap_or_default();
+        format!(
+            "<TaskGroup{name} {} children={}>",
+            self.state.name(),
+            self.children
+        )
+    }
+}
+
+/// The done-callback of every child of one group.
+#[pyclass(module = "toolcase_rs._toolcase_rs", frozen)]
+pub struct ChildDone {
+    group: Py<TaskGroup>,
+}
+
+#[pymethods]
+impl ChildDone {
+    fn __call__(&self, py: Python<'_>, task: Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(key) = runtime::child_key(&task) else {
+            return Ok(());
+        };
+        let status = runtime::forget_task(py, key).and_then(|e| e.status);
+        let group = self.group.bind(py);
+        let waiter = {
+            let mut g = group.borrow_mut();
+            g.children = g.children.saturating_sub(1);
+            if g.children == 0 {
+                g.waiter.take()
+            } else {
+                None
+            }
+        };
+        if let Some(w) = waiter {
+            asyncio::resolve(w.bind(py), &py.None().into_bound(py))?;
+        }
+        let status = status.map(|s| s.into_bound(py));
+        let status_open = match &status {
+            Some(s) if s.call_method0(intern!(py, "cancelled"))?.is_truthy()? => return Ok(()),
+            Some(s) => !asyncio::is_done(s)?,
+            None => false,
+        };
+        if task.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
+            if let (true, Some(s)) = (status_open, &status) {
+                let err = task.call_method0(intern!(py, "result")).unwrap_err();
+                s.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
+            }
+            return Ok(());
+        }
+        let exc = task.call_method0(intern!(py, "exception"))?;
+        match (&status, status_open, exc.is_none()) {
+            (Some(s), true, false) => {
+                s.call_method1(intern!(py, "set_exception"), (exc,))?;
+            }
+            (Some(s), true, true) => {
+                let err = PyRuntimeError::new_err(
+                    "Child exited without calling task_status.started()",
+                );
+                s.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
+            }
+            (_, _, false) => TaskGroup::child_failed(group, exc.unbind())?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The wait in `TaskGroup.__aexit__` (see the module notes).
+///
+/// Cancel safety: a `CancelledError` thrown in (a native cancel of the host) cancels the group
+/// and keeps waiting; the group never exits while a child runs.
+struct GroupExit {
+    group: Py<TaskGroup>,
+    /// The exception the body raised, then the one to re-raise.
+    exc: Option<Py<PyAny>>,
+    started: bool,
+    waited: bool,
+}
+
+impl GroupExit {
+    fn set_exempt(&self, py: Python<'_>, exempt: bool) {
+        if let Some(host) = self.group.borrow(py).host {
+            runtime::with_rt(|rt| {
+                if let Some(n) = rt.tree.task_mut(host) {
+                    n.exempt = exempt;
+                }
+            });
+        }
+    }
+
+    fn cancel_group(&self, py: Python<'_>) -> PyResult<()> {
+        let scope = self.group.borrow(py).scope.clone_ref(py);
+        CancelScope::cancel_internal(scope.bind(py), None)
+    }
+
+    fn begin(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.group.borrow_mut(py).state = GroupState::Exiting;
+        self.set_exempt(py, true);
+        if let Some(exc) = &self.exc {
+            let exc = exc.clone_ref(py);
+            self.cancel_group(py)?;
+            if !asyncio::is_cancelled_error(py, exc.bind(py)) {
+                self.group.borrow_mut(py).errors.push(exc);
+            }
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, py: Python<'_>) -> PyResult<Step> {
+        let loop_ = {
+            let g = self.group.borrow(py);
+            if g.children == 0 {
+                None
+            } else {
+                Some(g.loop_.as_ref().expect("entered").clone_ref(py))
+            }
+        };
+        let Some(loop_) = loop_ else {
+            return self.finish(py);
+        };
+        let fut = asyncio::create_future(loop_.bind(py))?;
+        asyncio::mark_blocking(&fut)?;
+        self.group.borrow_mut(py).waiter = Some(fut.clone().unbind());
+        self.waited = true;
+        Ok(Step::Yield(fut.unbind()))
+    }
+
+    fn finish(&mut self, py: Python<'_>) -> PyResult<Step> {
+        self.set_exempt(py, false);
+        let (scope, errors, host) = {
+            let mut g = self.group.borrow_mut(py);
+            g.state = GroupState::Closed;
+            g.done_cb = None;
+            g.waiter = None;
+            (
+                g.scope.clone_ref(py),
+                std::mem::take(&mut g.errors),
+                g.host,
+            )
+        };
+        let scope = scope.bind(py);
+        // Had the host been woken while it waited, it would have seen the cancellation that
+        // reached the group's scope: re-raise it so the right scope swallows it.
+        if self.waited && self.exc.is_none() {
+            if let Some(host) = host {
+                if let Some(err) = runtime::cancellation_of(py, host) {
+                    self.exc = Some(err.into_value(py).into_any());
+                }
+            }
+        }
+        if !errors.is_empty() {
+            let list = PyList::new(py, errors)?;
+            let group_exc = asyncio::base_exception_group_type(py)
+                .call1(("unhandled errors in a TaskGroup", list))?;
+            group_exc.setattr(intern!(py, "__suppress_context__"), true)?;
+            return if CancelScope::exit(scope, Some(&group_exc))? {
+                Ok(Step::Return(true.into_py_any(py)?))
+            } else {
+                Err(PyErr::from_value(group_exc))
+            };
+        }
+        if let Some(exc) = self.exc.take() {
+            let exc = exc.into_bound(py);
+            return if CancelScope::exit(scope, Some(&exc))? {
+                Ok(Step::Return(true.into_py_any(py)?))
+            } else {
+                Err(PyErr::from_value(exc))
+            };
+        }
+        CancelScope::exit(scope, None)?;
+        Ok(Step::Return(false.into_py_any(py)?))
+    }
+}
+
+impl Drive for GroupExit {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        match input {
+            Input::Send(_) => {
+                if !self.started {
+                    self.started = true;
+                    self.begin(py)?;
+                }
+            }
+            Input::Throw(err) => {
+                let exc = err.into_value(py).into_any();
+                self.cancel_group(py)?;
+                if asyncio::is_cancelled_error(py, exc.bind(py)) {
+                    let replace = match &self.exc {
+                        None => true,
+                        Some(prev) => {
+                            asyncio::is_cancelled_error(py, prev.bind(py))
+                                && !asyncio::is_own_cancellation(py, exc.bind(py))
+                        }
+                    };
+                    if replace {
+                        self.exc = Some(exc);
+                    }
+                } else {
+                    self.group.borrow_mut(py).errors.push(exc);
+                }
+            }
+        }
+        self.poll(py)
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        self.set_exempt(py, false);
+    }
+}
+
+/// The wait in `TaskGroup.start()`.
+///
+/// Cancel safety: if the caller is cancelled before the child called `started()`, the child
+/// is cancelled and awaited (further cancellations are ignored while it winds down), then the
+/// caller's cancellation is re-raised. Nothing is left running.
+struct StartWait {
+    fut: Py<PyAny>,
+    task: Py<PyAny>,
+    saved: Option<PyErr>,
+    drain: Option<AwaitTask>,
+}
+
+impl Drive for StartWait {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        if let Some(drain) = &mut self.drain {
+            // Winding the child down: shielded, so a second cancellation only re-parks us.
+            let none = py.None().into_bound(py);
+            return match drain.resume(py, Input::Send(none))? {
+                Step::Yield(f) => Ok(Step::Yield(f)),
+                Step::Return(_) => Err(self.saved.take().expect("saved before draining")),
+            };
+        }
+        match input {
+            Input::Send(_) => {
+                let fut = self.fut.bind(py);
+                if asyncio::is_done(fut)? {
+                    return Ok(Step::Return(
+                        fut.call_method0(intern!(py, "result"))?.unbind(),
+                    ));
+                }
+                asyncio::mark_blocking(fut)?;
+                Ok(Step::Yield(self.fut.clone_ref(py)))
+            }
+            Input::Throw(err) => {
+                let task = self.task.bind(py);
+                if asyncio::is_done(task)? {
+                    return Err(err);
+                }
+                task.call_method0(intern!(py, "cancel"))?;
+                self.saved = Some(err);
+                let mut drain = AwaitTask::new(self.task.clone_ref(py), false);
+                let none = py.None().into_bound(py);
+                let step = drain.resume(py, Input::Send(none))?;
+                self.drain = Some(drain);
+                match step {
+                    Step::Yield(f) => Ok(Step::Yield(f)),
+                    Step::Return(_) => Err(self.saved.take().expect("just saved")),
+                }
+            }
+        }
+    }
+}
+
+/// Passed as `task_status` to the function started by `TaskGroup.start()`.
+#[pyclass(module = "toolcase_rs", name = "TaskStatus", frozen)]
+pub struct TaskStatus {
+    fut: Option<Py<PyAny>>,
+    group: Option<Py<TaskGroup>>,
+    child: std::sync::Mutex<Option<TaskKey>>,
+}
+
+impl TaskStatus {
+    pub fn ignored() -> Self {
+        TaskStatus {
+            fut: None,
+            group: None,
+            child: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[pymethods]
+impl TaskStatus {
+    /// Report that the task has started; `start()` returns `value`.
+    ///
+    /// Raises:
+    ///     RuntimeError: called twice.
+    #[pyo3(signature = (value=None))]
+    fn started(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<()> {
+        let Some(fut) = &self.fut else { return Ok(()) };
+        let fut = fut.bind(py);
+        if asyncio::is_done(fut)? {
+            if fut.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
+                return Ok(());
+            }
+            return Err(PyRuntimeError::new_err(
+                "called 'started' twice on the same task status",
+            ));
+        }
+        fut.call_method1(intern!(py, "set_result"), (value,))?;
+        // The child now belongs to the group's scope.
+        let child = *self.child.lock().expect("not poisoned");
+        let group_scope = self
+            .group
+            .as_ref()
+            .and_then(|g| g.borrow(py).scope.borrow(py).key());
+        if let (Some(child), Some(scope)) = (child, group_scope) {
+            let hit = runtime::with_rt(|rt| rt.tree.reparent_task(child, scope));
+            runtime::deliver(py, hit)?;
+        }
+        Ok(())
+    }
+
+    fn __repr__(&self) -> &'static str {
+        if self.fut.is_some() {
+            "<TaskStatus>"
+        } else {
+            "TASK_STATUS_IGNORED"
+        }
+    }
+}
