@@ -7,7 +7,7 @@
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use pyo3::{intern, ffi};
 
 /// Prefix of the message of every `CancelledError` this library delivers or raises. A scope
@@ -15,8 +15,16 @@ use pyo3::{intern, ffi};
 /// deliberately not AnyIO's prefix, so neither library's scopes swallow the other's.
 pub const CANCEL_PREFIX: &str = "Cancelled by toolcase_rs cancel scope ";
 
+/// Where the running task is found. On 3.11 `asyncio.current_task` is a Python function
+/// (~240 ns); the dict it reads, keyed by loop, is exposed by the C accelerator and read here
+/// directly (~30 ns). Later versions have a C `current_task`.
+enum TaskSource {
+    Function(Py<PyAny>),
+    Dict(Py<PyDict>),
+}
+
 struct Cache {
-    current_task: Py<PyAny>,
+    current_task: TaskSource,
     get_running_loop: Py<PyAny>,
     cancelled_error: Py<PyType>,
     invalid_state_error: Py<PyType>,
@@ -32,8 +40,19 @@ fn cache(py: Python<'_>) -> &Cache {
         .get_or_try_init(py, || -> PyResult<Cache> {
             let asyncio = py.import("asyncio")?;
             let builtins = py.import("builtins")?;
+            let accel = py.import("_asyncio").ok();
+            let c_func = accel.as_ref().and_then(|m| m.getattr("current_task").ok());
+            let dict = accel
+                .as_ref()
+                .and_then(|m| m.getattr("_current_tasks").ok())
+                .and_then(|d| d.cast_into::<PyDict>().ok());
+            let current_task = match (c_func, dict) {
+                (Some(f), _) => TaskSource::Function(f.unbind()),
+                (None, Some(d)) => TaskSource::Dict(d.unbind()),
+                (None, None) => TaskSource::Function(asyncio.getattr("current_task")?.unbind()),
+            };
             Ok(Cache {
-                current_task: asyncio.getattr("current_task")?.unbind(),
+                current_task,
                 get_running_loop: asyncio.getattr("get_running_loop")?.unbind(),
                 cancelled_error: asyncio.getattr("CancelledError")?.cast_into()?.unbind(),
                 invalid_state_error: asyncio.getattr("InvalidStateError")?.cast_into()?.unbind(),
@@ -51,22 +70,90 @@ fn cache(py: Python<'_>) -> &Cache {
 /// The running `asyncio.Task`, or `None` outside one.
 #[inline]
 pub fn current_task(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
-    // `asyncio.current_task()` raises RuntimeError when no loop runs; that is "no task" here.
-    match cache(py).current_task.bind(py).call0() {
-        Ok(t) if t.is_none() => Ok(None),
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.is_instance_of::<PyRuntimeError>(py) => Ok(None),
-        Err(e) => Err(e),
-    }
+    let cache = cache(py);
+    // Without a running loop there is no task (asyncio would raise RuntimeError).
+    let found = match &cache.current_task {
+        TaskSource::Dict(tasks) => match running_loop_opt(py)? {
+            Some(loop_) => tasks.bind(py).get_item(loop_)?,
+            None => None,
+        },
+        TaskSource::Function(f) => match f.bind(py).call0() {
+            Ok(t) => Some(t),
+            Err(e) if e.is_instance_of::<PyRuntimeError>(py) => None,
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(found.filter(|t| !t.is_none()))
 }
 
 /// The running loop, or a RuntimeError that says what the caller must do.
 pub fn running_loop<'py>(py: Python<'py>, what: &str) -> PyResult<Bound<'py, PyAny>> {
-    cache(py)
-        .get_running_loop
-        .bind(py)
-        .call0()
-        .map_err(|_| no_loop_error(what))
+    running_loop_opt(py)?.ok_or_else(|| no_loop_error(what))
+}
+
+// The running-loop cache.
+//
+// On 3.11 `asyncio.get_running_loop()` makes a `getpid()` system call on every call (a fork
+// check), which made it the largest single cost of entering and exiting a scope. asyncio keeps
+// the running loop in a "holder" object stored in the thread-state dict under this key, and
+// replaces the holder whenever a loop starts or stops running in the thread. So the loop is
+// cached per thread next to a strong reference to the holder it was read under (the reference
+// keeps the holder's address from being reused), and revalidated with one dict lookup. Where
+// the key is absent (other Python versions), every call goes to `get_running_loop()`. A forked
+// child starts with an empty cache (`reset_loop_cache`, registered with `os.register_at_fork`),
+// so asyncio's own fork check still applies there.
+const HOLDER_KEY: &str = "__asyncio_running_event_loop__";
+
+thread_local! {
+    static LOOP_CACHE: std::cell::RefCell<Option<(Py<PyAny>, Option<Py<PyAny>>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn running_loop_holder(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    // SAFETY: attached; PyThreadState_GetDict returns a borrowed reference (or NULL) to this
+    // thread's state dict, which lives as long as the thread state.
+    let dict = unsafe { ffi::PyThreadState_GetDict() };
+    if dict.is_null() {
+        return None;
+    }
+    // SAFETY: `dict` is a live borrowed dict (see above); we take our own reference.
+    let dict = unsafe { Bound::from_borrowed_ptr(py, dict) };
+    let dict = dict.cast_into::<PyDict>().ok()?;
+    dict.get_item(intern!(py, HOLDER_KEY)).ok().flatten()
+}
+
+/// The running loop, or None.
+pub fn running_loop_opt(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    let holder = running_loop_holder(py);
+    if let Some(h) = &holder {
+        let hit = LOOP_CACHE.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|(cached, _)| cached.is(h))
+                .map(|(_, l)| l.as_ref().map(|l| l.clone_ref(py)))
+        });
+        if let Some(found) = hit {
+            return Ok(found.map(|l| l.into_bound(py)));
+        }
+    }
+    let found = match cache(py).get_running_loop.bind(py).call0() {
+        Ok(l) => Some(l),
+        Err(e) if e.is_instance_of::<PyRuntimeError>(py) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(h) = holder {
+        let entry = (h.unbind(), found.as_ref().map(|l| l.clone().unbind()));
+        let old = LOOP_CACHE.with(|c| c.borrow_mut().replace(entry));
+        drop(old);
+    }
+    Ok(found)
+}
+
+/// Forgets the cached running loop of this thread (after `fork()`).
+#[pyfunction]
+pub fn reset_loop_cache() {
+    let old = LOOP_CACHE.with(|c| c.borrow_mut().take());
+    drop(old);
 }
 
 pub fn no_loop_error(what: &str) -> PyErr {

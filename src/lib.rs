@@ -39,6 +39,13 @@ fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(time::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(time::sleep_until, m)?)?;
     m.add_function(wrap_pyfunction!(time::sleep_forever, m)?)?;
+    m.add_function(wrap_pyfunction!(asyncio::reset_loop_cache, m)?)?;
+    let reset = m.getattr("reset_loop_cache")?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("after_in_child", reset)?;
+    py.import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&kwargs))?;
     awaitable::install_am_send(py)?;
     Ok(())
 }

@@ -28,11 +28,11 @@
 // scope that swallows the cancellation exits.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use pyo3::{intern, IntoPyObjectExt};
+use rustc_hash::FxHashMap;
 
 use crate::asyncio;
 use crate::scope::deadline::DeadlineHeap;
@@ -95,21 +95,31 @@ pub struct Runtime {
     pub tree: ScopeTree<TaskEntry, ScopeEntry>,
     /// `id(task)` -> key. Entries hold a strong reference to the task (in `TaskEntry`), so an
     /// id cannot be reused while it is in this map.
-    by_task: HashMap<usize, TaskKey>,
+    by_task: FxHashMap<usize, TaskKey>,
     /// Set while an eager child runs its first step: code running then belongs to that child,
     /// although `asyncio.current_task()` still names the spawning task.
     pub eager_current: Option<TaskKey>,
     /// Keyed by `id(loop)`; each state holds a strong reference to its loop.
-    loops: HashMap<usize, LoopState>,
+    loops: FxHashMap<usize, LoopState>,
+    /// Done-callback that forgets plain tasks (created on first use).
+    forget_cb: Option<Py<ForgetTask>>,
 }
 
 thread_local! {
     static RUNTIME: RefCell<Runtime> = RefCell::new(Runtime {
         tree: ScopeTree::new(),
-        by_task: HashMap::new(),
+        by_task: FxHashMap::default(),
         eager_current: None,
-        loops: HashMap::new(),
+        loops: FxHashMap::default(),
+        forget_cb: None,
     });
+}
+
+/// A token that identifies the calling thread (the address of its runtime): cheaper than
+/// `std::thread::current().id()`, which clones an `Arc`.
+#[inline]
+pub fn thread_token() -> usize {
+    RUNTIME.with(|rt| rt as *const RefCell<Runtime> as usize)
 }
 
 /// Runs `f` with this thread's runtime. `f` must not call into Python (see the module notes).
@@ -144,20 +154,49 @@ pub fn current<'py>(py: Python<'py>, register: bool) -> PyResult<Option<Current<
     let found = with_rt(|rt| rt.by_task.get(&id).copied());
     let key = match found {
         Some(k) => k,
-        None if register => {
-            let entry = TaskEntry::new(Some(task.clone().unbind()), false, None);
-            with_rt(|rt| {
-                let (k, _) = rt.tree.add_task(entry, None);
-                rt.by_task.insert(id, k);
-                k
-            })
-        }
+        None if register => register_plain(py, &task)?,
         None => return Ok(None),
     };
     Ok(Some(Current {
         key,
         task: Some(task),
     }))
+}
+
+/// Registers a plain asyncio task (one that entered a scope); it is forgotten when it is done.
+fn register_plain(py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<TaskKey> {
+    let entry = TaskEntry::new(Some(task.clone().unbind()), false, None);
+    let id = ptr_key(task);
+    let (key, cb) = with_rt(|rt| {
+        let (k, _) = rt.tree.add_task(entry, None);
+        rt.by_task.insert(id, k);
+        (k, rt.forget_cb.as_ref().map(|c| c.clone_ref(py)))
+    });
+    let cb = match cb {
+        Some(cb) => cb,
+        None => {
+            let cb = Py::new(py, ForgetTask)?;
+            with_rt(|rt| rt.forget_cb = Some(cb.clone_ref(py)));
+            cb
+        }
+    };
+    task.call_method1(intern!(py, "add_done_callback"), (cb,))?;
+    Ok(key)
+}
+
+/// Done-callback of plain tasks known to the runtime.
+#[pyclass(module = "toolcase_rs._toolcase_rs", frozen)]
+pub struct ForgetTask;
+
+#[pymethods]
+impl ForgetTask {
+    fn __call__(&self, py: Python<'_>, task: Bound<'_, PyAny>) {
+        let id = ptr_key(&task);
+        let key = with_rt(|rt| rt.by_task.get(&id).copied());
+        if let Some(key) = key {
+            drop(forget_task(py, key));
+        }
+    }
 }
 
 /// Registers a task-group child. Returns its key and whether it starts out cancelled.
@@ -213,21 +252,6 @@ pub fn forget_task(py: Python<'_>, key: TaskKey) -> Option<TaskEntry> {
 pub fn child_key(task: &Bound<'_, PyAny>) -> Option<TaskKey> {
     let id = ptr_key(task);
     with_rt(|rt| rt.by_task.get(&id).copied())
-}
-
-/// Forgets a plain (non-child) task that no longer has any scope.
-pub fn release_if_idle(key: TaskKey) -> Option<TaskEntry> {
-    with_rt(|rt| {
-        let node = rt.tree.task(key)?;
-        if node.payload.child || rt.tree.task_scope(key).is_some() {
-            return None;
-        }
-        let (entry, _) = rt.tree.remove_task(key)?;
-        if let Some(t) = &entry.task {
-            rt.by_task.remove(&(t.as_ptr() as usize));
-        }
-        Some(entry)
-    })
 }
 
 /// True when code running in the current task is inside an effectively cancelled scope; the

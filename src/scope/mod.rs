@@ -17,8 +17,6 @@
 pub mod deadline;
 pub mod tree;
 
-use std::thread::ThreadId;
-
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
@@ -82,7 +80,7 @@ pub struct CancelScope {
     // While ACTIVE:
     key: Option<ScopeKey>,
     host: Option<TaskKey>,
-    owner: Option<ThreadId>,
+    owner: Option<usize>,
     /// The host task (for cross-thread cancel and for `uncancel`); None for an eager child
     /// in its first step.
     host_task: Option<Py<PyAny>>,
@@ -194,7 +192,7 @@ impl CancelScope {
             s.deadline = deadline;
             s.key = Some(key);
             s.host = Some(cur.key);
-            s.owner = Some(std::thread::current().id());
+            s.owner = Some(runtime::thread_token());
             s.host_task = cur.task.as_ref().map(|t| t.clone().unbind());
             s.loop_ = loop_.as_ref().map(|l| l.clone().unbind());
         }
@@ -301,7 +299,6 @@ impl CancelScope {
         } else {
             false
         };
-        drop(runtime::release_if_idle(host));
         if swallow {
             Self::maybe_timeout(slf, exc)?;
         }
@@ -392,7 +389,6 @@ impl CancelScope {
         for entry in removed {
             Self::mark_closed(py, &entry);
         }
-        drop(runtime::release_if_idle(host));
     }
 
     /// Marks the handle of a scope removed from the tree without a normal exit.
@@ -423,7 +419,7 @@ impl CancelScope {
                 return Ok(());
             }
             let foreign = s.state == ScopeState::Active
-                && s.owner.is_some_and(|o| o != std::thread::current().id());
+                && s.owner.is_some_and(|o| o != runtime::thread_token());
             (foreign, s.host_task.as_ref().map(|t| t.clone_ref(py)))
         };
         if foreign {

@@ -26,8 +26,6 @@
 pub mod eager;
 pub mod handle;
 
-use std::thread::ThreadId;
-
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -84,7 +82,7 @@ pub struct TaskGroup {
     scope: Py<CancelScope>,
     // While entered:
     loop_: Option<Py<PyAny>>,
-    owner: Option<ThreadId>,
+    owner: Option<usize>,
     host: Option<TaskKey>,
     /// Children started and not finished. Invariant: equals the number of runtime tasks
     /// registered by this group.
@@ -116,7 +114,7 @@ impl TaskGroup {
                 g.state.name()
             )));
         }
-        if g.owner != Some(std::thread::current().id()) {
+        if g.owner != Some(runtime::thread_token()) {
             return Err(PyRuntimeError::new_err(format!(
                 "{what} must be called from the thread running the group's event loop; from \
                  another thread use loop.call_soon_threadsafe or toolcase_rs.from_thread"
@@ -344,7 +342,7 @@ impl TaskGroup {
             let mut g = slf.borrow_mut();
             g.state = GroupState::Active;
             g.loop_ = Some(loop_.unbind());
-            g.owner = Some(std::thread::current().id());
+            g.owner = Some(runtime::thread_token());
             g.host = host;
             g.done_cb = Some(done_cb);
         }
