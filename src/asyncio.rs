@@ -8,7 +8,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
-use pyo3::{intern, ffi};
+use pyo3::{ffi, intern};
 
 /// Prefix of the message of every `CancelledError` this library delivers or raises. A scope
 /// swallows only cancellations that carry it (and only its own, see `scope::exit`); it is
@@ -104,8 +104,11 @@ pub fn running_loop<'py>(py: Python<'py>, what: &str) -> PyResult<Bound<'py, PyA
 // so asyncio's own fork check still applies there.
 const HOLDER_KEY: &str = "__asyncio_running_event_loop__";
 
+/// The holder a loop was read under, and that loop (None: no loop was running).
+type CachedLoop = (Py<PyAny>, Option<Py<PyAny>>);
+
 thread_local! {
-    static LOOP_CACHE: std::cell::RefCell<Option<(Py<PyAny>, Option<Py<PyAny>>)>> =
+    static LOOP_CACHE: std::cell::RefCell<Option<CachedLoop>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -251,10 +254,7 @@ pub fn is_done(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
 }
 
 /// Runs `f` with `ctx` as the current contextvars context.
-pub fn in_context<R>(
-    ctx: &Bound<'_, PyAny>,
-    f: impl FnOnce() -> PyResult<R>,
-) -> PyResult<R> {
+pub fn in_context<R>(ctx: &Bound<'_, PyAny>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
     let py = ctx.py();
     // SAFETY: we are attached to the interpreter; `ctx` is a live object. PyContext_Enter
     // type-checks its argument and reports failure with -1 and an exception set.
@@ -317,4 +317,68 @@ pub fn is_coroutine(obj: &Bound<'_, PyAny>) -> bool {
         .and_then(|f| f.bind(py).call1((obj,)))
         .and_then(|r| r.is_truthy())
         .unwrap_or(false)
+}
+
+/// Calls `func(*args, **dict(zip(kwnames, kwargs)))` through vectorcall, so no kwargs dict is
+/// built (a dict holding tracked objects is itself tracked, which adds collector pressure on
+/// every spawn).
+pub fn call_with_kwnames<'py>(
+    func: &Bound<'py, PyAny>,
+    args: &[&Bound<'py, PyAny>],
+    kwnames: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = func.py();
+    let ptrs: Vec<*mut ffi::PyObject> = args.iter().map(|a| a.as_ptr()).collect();
+    let positional = ptrs.len() - kwnames.len();
+    // SAFETY: attached; `ptrs` holds live borrowed references for the duration of the call and
+    // its last `kwnames.len()` entries are the keyword values, as the vectorcall protocol
+    // requires; the result is a new reference or NULL with an error set.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyObject_Vectorcall(func.as_ptr(), ptrs.as_ptr(), positional, kwnames.as_ptr()),
+        )
+    }
+}
+
+/// A new Task for `coro` on `loop_`, with an optional name and context: `asyncio.Task` itself
+/// when the loop has no task factory (what `loop.create_task` does then, minus its Python
+/// frame), else `loop.create_task` so factories keep working.
+pub fn new_task<'py>(
+    loop_: &Bound<'py, PyAny>,
+    coro: &Bound<'py, PyAny>,
+    name: Option<&Bound<'py, PyAny>>,
+    context: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    static KWNAMES: PyOnceLock<[Py<PyTuple>; 4]> = PyOnceLock::new();
+    let py = loop_.py();
+    let names = KWNAMES.get_or_init(py, || {
+        let t = |names: &[&str]| PyTuple::new(py, names).expect("tuple of str").unbind();
+        [
+            t(&["loop"]),
+            t(&["loop", "name"]),
+            t(&["loop", "context"]),
+            t(&["loop", "name", "context"]),
+        ]
+    });
+    // `BaseEventLoop` keeps the factory in `_task_factory`; other loops are asked.
+    let factory = match loop_.getattr(intern!(py, "_task_factory")) {
+        Ok(f) => f,
+        Err(_) => loop_.call_method0(intern!(py, "get_task_factory"))?,
+    };
+    let (func, mut args): (Bound<'py, PyAny>, Vec<&Bound<'py, PyAny>>) = if factory.is_none() {
+        (task_type(py).clone().into_any(), vec![coro, loop_])
+    } else {
+        (loop_.getattr(intern!(py, "create_task"))?, vec![coro])
+    };
+    let which = usize::from(name.is_some()) + 2 * usize::from(context.is_some());
+    args.extend(name);
+    args.extend(context);
+    let all_names = names[which].bind(py);
+    if factory.is_none() {
+        return call_with_kwnames(&func, &args, all_names);
+    }
+    // `loop.create_task(coro, name=..., context=...)`: the same keywords without `loop`.
+    let kw = all_names.get_slice(1, all_names.len());
+    call_with_kwnames(&func, &args, &kw)
 }

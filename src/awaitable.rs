@@ -206,7 +206,9 @@ pub fn thrown_error(
     } else if let Ok(cls) = typ.cast::<PyType>() {
         match val {
             Some(v) if v.is_instance(cls).unwrap_or(false) => Ok(v),
-            Some(v) if v.is_instance_of::<PyTuple>() => cls.call1(v.cast_into::<PyTuple>().unwrap()),
+            Some(v) if v.is_instance_of::<PyTuple>() => {
+                cls.call1(v.cast_into::<PyTuple>().unwrap())
+            }
             Some(v) if !v.is_none() => cls.call1((v,)),
             _ => cls.call0(),
         }

@@ -26,7 +26,10 @@ fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<task::handle::TaskHandle>()?;
     m.add_class::<awaitable::Ready>()?;
     m.add_class::<awaitable::Waiting>()?;
-    m.add("TaskCancelled", py.get_type::<task::handle::TaskCancelled>())?;
+    m.add(
+        "TaskCancelled",
+        py.get_type::<task::handle::TaskCancelled>(),
+    )?;
     m.add("TASK_STATUS_IGNORED", task::TaskStatus::ignored())?;
     m.add("CANCEL_MESSAGE_PREFIX", asyncio::CANCEL_PREFIX)?;
     m.add_function(wrap_pyfunction!(scope::move_on_after, m)?)?;

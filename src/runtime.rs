@@ -31,7 +31,7 @@ use std::cell::RefCell;
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use pyo3::{intern, IntoPyObjectExt};
+use pyo3::intern;
 use rustc_hash::FxHashMap;
 
 use crate::asyncio;
@@ -297,8 +297,7 @@ pub fn deliver(py: Python<'_>, tasks: Vec<TaskKey>) -> PyResult<()> {
             Some(None) => defer(py, key)?,
             Some(Some(task)) => {
                 let task = task.into_bound(py);
-                if Some(key) == eager || Some(ptr_key(&task)) == current || !has_started(&task)
-                {
+                if Some(key) == eager || Some(ptr_key(&task)) == current || !has_started(&task) {
                     defer(py, key)?;
                 } else {
                     deliver_now(py, key, &task)?;
@@ -384,7 +383,10 @@ fn examine(py: Python<'_>, key: TaskKey) -> PyResult<()> {
         let cancelled = rt.tree.is_cancelled(key) && !node.exempt;
         Some((
             node.payload.task.as_ref().map(|t| t.clone_ref(py)),
-            node.payload.delivered_waiter.as_ref().map(|w| w.clone_ref(py)),
+            node.payload
+                .delivered_waiter
+                .as_ref()
+                .map(|w| w.clone_ref(py)),
             cancelled,
         ))
     });
@@ -459,7 +461,7 @@ impl DeliveryBatch {
         for key in batch {
             examine(py, key)?;
         }
-        sweep_loop(py, self.loop_id);
+        sweep_loop(self.loop_id);
         Ok(())
     }
 }
@@ -491,7 +493,9 @@ impl LoopState {
     }
 
     fn is_idle(&self) -> bool {
-        self.heap.is_empty() && self.timer.is_none() && self.pending.is_empty()
+        self.heap.is_empty()
+            && self.timer.is_none()
+            && self.pending.is_empty()
             && !self.batch_scheduled
     }
 }
@@ -573,7 +577,10 @@ impl DeadlineTimer {
         let loop_ = with_rt(|rt| {
             let state = rt.loops.get_mut(&self.loop_id)?;
             // Only the timer that is still armed may act (an older one raced its cancel).
-            state.timer.take().map(|(_, h)| (state.loop_.clone_ref(py), h))
+            state
+                .timer
+                .take()
+                .map(|(_, h)| (state.loop_.clone_ref(py), h))
         });
         let Some((loop_, _handle)) = loop_ else {
             return Ok(());
@@ -602,13 +609,13 @@ impl DeadlineTimer {
         if let Some(when) = next {
             arm_timer(py, &loop_, when)?;
         }
-        sweep_loop(py, self.loop_id);
+        sweep_loop(self.loop_id);
         first_err.map_or(Ok(()), Err)
     }
 }
 
 /// Drops a loop's state once nothing refers to it.
-fn sweep_loop(py: Python<'_>, loop_id: usize) {
+fn sweep_loop(loop_id: usize) {
     let gone = with_rt(|rt| {
         let idle = rt.loops.get(&loop_id).is_some_and(LoopState::is_idle);
         if idle {
@@ -618,7 +625,6 @@ fn sweep_loop(py: Python<'_>, loop_id: usize) {
         }
     });
     drop(gone);
-    let _ = py;
 }
 
 /// Drops the state of loops that were closed with deadlines or deliveries still pending
@@ -656,8 +662,4 @@ pub fn uncancel(task: &Bound<'_, PyAny>, n: u32) -> PyResult<isize> {
         task.call_method0(intern!(py, "uncancel"))?;
     }
     task.call_method0(intern!(py, "cancelling"))?.extract()
-}
-
-pub fn none_object(py: Python<'_>) -> Py<PyAny> {
-    py.None().into_py_any(py).expect("None converts")
 }

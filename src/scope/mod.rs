@@ -129,10 +129,6 @@ impl CancelScope {
         self.key
     }
 
-    pub fn is_active(&self) -> bool {
-        self.state == ScopeState::Active
-    }
-
     /// Enters the scope in the current task.
     pub fn enter(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
@@ -184,7 +180,8 @@ impl CancelScope {
             deadline_loop: None,
         };
         let (key, eff) = runtime::with_rt(|rt| {
-            rt.tree.enter(cur.key, cancel_called, shield, deadline, entry)
+            rt.tree
+                .enter(cur.key, cancel_called, shield, deadline, entry)
         });
         {
             let mut s = slf.borrow_mut();
@@ -241,9 +238,8 @@ impl CancelScope {
         };
         let current = runtime::current(py, false)?;
         if current.as_ref().map(|c| c.key) != Some(host) {
-            let closing = exc.is_some_and(|e| {
-                e.is_instance_of::<pyo3::exceptions::PyGeneratorExit>()
-            });
+            let closing =
+                exc.is_some_and(|e| e.is_instance_of::<pyo3::exceptions::PyGeneratorExit>());
             if closing {
                 // The coroutine is being closed outside its task (garbage collection): tear
                 // the scope down quietly rather than raise into a finaliser.
@@ -659,14 +655,28 @@ pub fn fail_after(
     shield: bool,
     reason: Option<String>,
 ) -> PyResult<CancelScope> {
-    CancelScope::with_options(f64::INFINITY, relative(delay, "delay")?, shield, Some(reason))
+    CancelScope::with_options(
+        f64::INFINITY,
+        relative(delay, "delay")?,
+        shield,
+        Some(reason),
+    )
 }
 
 /// A cancel scope that raises `TimeoutError` if its body runs past `deadline` (loop clock).
 #[pyfunction]
 #[pyo3(signature = (deadline, shield=false, reason=None))]
-pub fn fail_at(deadline: Option<f64>, shield: bool, reason: Option<String>) -> PyResult<CancelScope> {
-    CancelScope::with_options(deadline.unwrap_or(f64::INFINITY), None, shield, Some(reason))
+pub fn fail_at(
+    deadline: Option<f64>,
+    shield: bool,
+    reason: Option<String>,
+) -> PyResult<CancelScope> {
+    CancelScope::with_options(
+        deadline.unwrap_or(f64::INFINITY),
+        None,
+        shield,
+        Some(reason),
+    )
 }
 
 /// The nearest deadline in effect for the current task.
@@ -690,11 +700,12 @@ pub fn current_time(py: Python<'_>) -> PyResult<f64> {
         .extract()
 }
 
+/// (ours, the rest); either may be absent.
+type Split<'py> = (Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>);
+
 /// Splits an exception group into this library's cancellations and the rest, like
 /// `BaseExceptionGroup.split` with a predicate (which on 3.11 accepts only Python functions).
-fn split_own_cancellations<'py>(
-    exc: &Bound<'py, PyAny>,
-) -> PyResult<(Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>)> {
+fn split_own_cancellations<'py>(exc: &Bound<'py, PyAny>) -> PyResult<Split<'py>> {
     let py = exc.py();
     if !exc.is_instance(asyncio::base_exception_group_type(py))? {
         return Ok(if asyncio::is_own_cancellation(py, exc) {

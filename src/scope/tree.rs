@@ -166,15 +166,6 @@ impl<T, S> ScopeTree<T, S> {
             .is_some_and(|s| self.scopes[s].eff)
     }
 
-    /// True when the task is known and has no scope of its own on its stack (it can be
-    /// forgotten unless something else, such as a task group, tracks it).
-    pub fn task_has_own_scope(&self, key: TaskKey) -> bool {
-        self.tasks
-            .get(key)
-            .and_then(|t| t.scope)
-            .is_some_and(|s| self.scopes[s].host == key)
-    }
-
     /// Moves a task (and its own scopes) under `new_parent`, as `TaskStatus.started()` does when
     /// a child of `TaskGroup.start()` joins its group. Returns the tasks that became cancelled.
     pub fn reparent_task(&mut self, key: TaskKey, new_parent: ScopeKey) -> Vec<TaskKey> {
@@ -524,7 +515,10 @@ mod tests {
         assert!(!tree.is_cancelled(t));
         let exited = tree.exit(shielded, t).unwrap();
         assert!(exited.parent_eff);
-        assert!(!exited.parent_cancel_visible, "a shielded scope sees no outer cancel");
+        assert!(
+            !exited.parent_cancel_visible,
+            "a shielded scope sees no outer cancel"
+        );
         assert!(tree.is_cancelled(t));
     }
 
@@ -605,14 +599,19 @@ mod tests {
         let mut tree = Tree::new();
         let (host, _) = tree.add_task("host", None);
         let group = enter(&mut tree, host, false);
-        let kids: Vec<_> = (0..100).map(|_| tree.add_task("c", Some(group)).0).collect();
+        let kids: Vec<_> = (0..100)
+            .map(|_| tree.add_task("c", Some(group)).0)
+            .collect();
         for (i, k) in kids.iter().enumerate() {
             if i % 3 == 0 {
                 tree.remove_task(*k);
             }
         }
         let hit = tree.cancel(group);
-        assert_eq!(hit.len(), 1 + kids.iter().enumerate().filter(|(i, _)| i % 3 != 0).count());
+        assert_eq!(
+            hit.len(),
+            1 + kids.iter().enumerate().filter(|(i, _)| i % 3 != 0).count()
+        );
         for (i, k) in kids.iter().enumerate() {
             if i % 3 != 0 {
                 tree.remove_task(*k);

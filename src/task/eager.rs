@@ -102,7 +102,11 @@ impl EagerCoroutine {
     }
 
     /// Everything else (`cr_frame`, `cr_code`, `__qualname__`, ...) is the child's.
-    fn __getattr__(&self, py: Python<'_>, name: Bound<'_, pyo3::types::PyString>) -> PyResult<Py<PyAny>> {
+    fn __getattr__(
+        &self,
+        py: Python<'_>,
+        name: Bound<'_, pyo3::types::PyString>,
+    ) -> PyResult<Py<PyAny>> {
         Ok(self.coro.bind(py).getattr(name)?.unbind())
     }
 

@@ -71,11 +71,18 @@ impl TaskHandle {
                 Outcome::Cancelled(e) => Err(task_cancelled(py, Some(e.bind(py)))),
             };
         }
-        let task = self.task.as_ref().expect("a handle has a task or an outcome").bind(py);
+        let task = self
+            .task
+            .as_ref()
+            .expect("a handle has a task or an outcome")
+            .bind(py);
         if !asyncio::is_done(task)? {
             return Err(asyncio::invalid_state_error(
                 py,
-                format!("task {} has not finished yet; await the handle first", self.name_of(py)),
+                format!(
+                    "task {} has not finished yet; await the handle first",
+                    self.name_of(py)
+                ),
             ));
         }
         outcome_of(task)
@@ -93,7 +100,10 @@ pub fn outcome_of(task: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let py = task.py();
     if task.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
         let cause = task.call_method0(intern!(py, "result")).err();
-        return Err(task_cancelled(py, cause.as_ref().map(|e| e.value(py).as_any())));
+        return Err(task_cancelled(
+            py,
+            cause.as_ref().map(|e| e.value(py).as_any()),
+        ));
     }
     Ok(task.call_method0(intern!(py, "result"))?.unbind())
 }
@@ -217,7 +227,10 @@ impl TaskHandle {
     #[pyo3(signature = (msg=None))]
     fn cancel(&self, py: Python<'_>, msg: Option<Py<PyAny>>) -> PyResult<bool> {
         match &self.task {
-            Some(t) => t.bind(py).call_method1(intern!(py, "cancel"), (msg,))?.is_truthy(),
+            Some(t) => t
+                .bind(py)
+                .call_method1(intern!(py, "cancel"), (msg,))?
+                .is_truthy(),
             None => Ok(false),
         }
     }
@@ -227,22 +240,18 @@ impl TaskHandle {
     /// Cancel safety: cancelling the waiter leaves the child running and nothing registered.
     fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match &self.task {
-            Some(t) if !asyncio::is_done(t.bind(py))? => Ok(Waiting::new(
-                py,
-                AwaitTask::new(t.clone_ref(py), false),
-            )?
-            .into_any()),
+            Some(t) if !asyncio::is_done(t.bind(py))? => {
+                Ok(Waiting::new(py, AwaitTask::new(t.clone_ref(py), false))?.into_any())
+            }
             _ => Ok(Ready::none(py)?.into_any()),
         }
     }
 
     fn __await__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match &self.task {
-            Some(t) if !asyncio::is_done(t.bind(py))? => Ok(Waiting::new(
-                py,
-                AwaitTask::new(t.clone_ref(py), true),
-            )?
-            .into_any()),
+            Some(t) if !asyncio::is_done(t.bind(py))? => {
+                Ok(Waiting::new(py, AwaitTask::new(t.clone_ref(py), true))?.into_any())
+            }
             _ => match self.outcome(py) {
                 Ok(v) => Ok(Ready::new(py, v)?.into_any()),
                 Err(e) => Ok(Waiting::new(py, RaiseOnAwait(Some(e)))?.into_any()),

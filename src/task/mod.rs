@@ -148,7 +148,7 @@ impl TaskGroup {
         if eager {
             return Self::spawn_eager(slf, target, coro, name);
         }
-        let task = match new_task(loop_, &coro, name.as_ref(), context.as_ref()) {
+        let task = match asyncio::new_task(loop_, &coro, name.as_ref(), context.as_ref()) {
             Ok(t) => t,
             Err(e) => {
                 let _ = coro.call_method0(intern!(py, "close"));
@@ -156,7 +156,10 @@ impl TaskGroup {
             }
         };
         Self::adopt(slf, target, &task, status, base)?;
-        Bound::new(py, TaskHandle::for_task(task.unbind(), name.map(Bound::unbind)))
+        Bound::new(
+            py,
+            TaskHandle::for_task(task.unbind(), name.map(Bound::unbind)),
+        )
     }
 
     /// Registers a freshly created child Task with the runtime and the group.
@@ -210,7 +213,7 @@ impl TaskGroup {
             }
             Ok(Sent::Yielded(first)) => {
                 let adapter = Bound::new(py, EagerCoroutine::new(coro.unbind(), first.unbind()))?;
-                let task = new_task(
+                let task = asyncio::new_task(
                     target.loop_.bind(py),
                     adapter.as_any(),
                     name.as_ref(),
@@ -270,30 +273,6 @@ impl TaskGroup {
              define it with `async def`",
             func.repr()?
         )))
-    }
-}
-
-/// Creates the Task for a child.
-fn new_task<'py>(
-    loop_: &Bound<'py, PyAny>,
-    coro: &Bound<'py, PyAny>,
-    name: Option<&Bound<'py, PyAny>>,
-    context: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = loop_.py();
-    let kwargs = PyDict::new(py);
-    if let Some(n) = name {
-        kwargs.set_item(intern!(py, "name"), n)?;
-    }
-    if let Some(c) = context {
-        kwargs.set_item(intern!(py, "context"), c)?;
-    }
-    if loop_.call_method0(intern!(py, "get_task_factory"))?.is_none() {
-        // What `loop.create_task` does when no factory is set, minus its Python frame.
-        kwargs.set_item(intern!(py, "loop"), loop_)?;
-        asyncio::task_type(py).call((coro,), Some(&kwargs))
-    } else {
-        loop_.call_method(intern!(py, "create_task"), (coro,), Some(&kwargs))
     }
 }
 
@@ -512,7 +491,10 @@ impl TaskGroup {
             Some(fut.clone().unbind()),
             caller_scope,
         )?;
-        let task = handle.get().get_task(py).expect("start() children are Tasks");
+        let task = handle
+            .get()
+            .get_task(py)
+            .expect("start() children are Tasks");
         *status.get().child.lock().expect("not poisoned") = runtime::child_key(task.bind(py));
         Waiting::new(
             py,
@@ -602,9 +584,8 @@ impl ChildDone {
                 s.call_method1(intern!(py, "set_exception"), (exc,))?;
             }
             (Some(s), true, true) => {
-                let err = PyRuntimeError::new_err(
-                    "Child exited without calling task_status.started()",
-                );
+                let err =
+                    PyRuntimeError::new_err("Child exited without calling task_status.started()");
                 s.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
             }
             (_, _, false) => TaskGroup::child_failed(group, exc.unbind())?,
@@ -681,11 +662,7 @@ impl GroupExit {
             g.state = GroupState::Closed;
             g.done_cb = None;
             g.waiter = None;
-            (
-                g.scope.clone_ref(py),
-                std::mem::take(&mut g.errors),
-                g.host,
-            )
+            (g.scope.clone_ref(py), std::mem::take(&mut g.errors), g.host)
         };
         let scope = scope.bind(py);
         // Had the host been woken while it waited, it would have seen the cancellation that
