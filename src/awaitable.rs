@@ -79,8 +79,9 @@ impl Ready {
         Err(stop_iteration(py, self.value.clone_ref(py)))
     }
 
-    #[pyo3(signature = (_value=None))]
-    fn send(&self, py: Python<'_>, _value: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (value=None))]
+    fn send(&self, py: Python<'_>, value: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let _ = value;
         Err(stop_iteration(py, self.value.clone_ref(py)))
     }
 

@@ -308,13 +308,26 @@ pub fn deliver(py: Python<'_>, tasks: Vec<TaskKey>) -> PyResult<()> {
     Ok(())
 }
 
+/// Makes sure the runtime has a state for `loop_` and returns its key. A loop's state lives
+/// until the loop is closed; states of closed loops are dropped when a new loop shows up.
+fn loop_state(py: Python<'_>, loop_: &Bound<'_, PyAny>) -> usize {
+    let id = ptr_key(loop_);
+    if !with_rt(|rt| rt.loops.contains_key(&id)) {
+        sweep_closed_loops(py);
+        let state = LoopState::new(loop_.clone().unbind());
+        with_rt(|rt| rt.loops.insert(id, state));
+    }
+    id
+}
+
 /// Queues a task for the next delivery batch on the running loop.
 pub fn defer(py: Python<'_>, key: TaskKey) -> PyResult<()> {
     let loop_ = asyncio::running_loop(py, "cancellation")?;
-    let id = ptr_key(&loop_);
-    let owned = loop_.clone().unbind();
+    let id = loop_state(py, &loop_);
     let schedule = with_rt(|rt| {
-        let state = rt.loops.entry(id).or_insert_with(|| LoopState::new(owned));
+        let Some(state) = rt.loops.get_mut(&id) else {
+            return false;
+        };
         state.pending.push(key);
         !std::mem::replace(&mut state.batch_scheduled, true)
     });
@@ -325,9 +338,15 @@ pub fn defer(py: Python<'_>, key: TaskKey) -> PyResult<()> {
     Ok(())
 }
 
-/// A task has started once its coroutine ran its first step.
+/// A task has started once its coroutine ran its first step. One parked on a future has.
 fn has_started(task: &Bound<'_, PyAny>) -> bool {
     let py = task.py();
+    if task
+        .getattr(intern!(py, "_fut_waiter"))
+        .is_ok_and(|w| !w.is_none())
+    {
+        return true;
+    }
     let Ok(coro) = task.call_method0(intern!(py, "get_coro")) else {
         return true;
     };
@@ -461,7 +480,6 @@ impl DeliveryBatch {
         for key in batch {
             examine(py, key)?;
         }
-        sweep_loop(self.loop_id);
         Ok(())
     }
 }
@@ -492,12 +510,6 @@ impl LoopState {
         }
     }
 
-    fn is_idle(&self) -> bool {
-        self.heap.is_empty()
-            && self.timer.is_none()
-            && self.pending.is_empty()
-            && !self.batch_scheduled
-    }
 }
 
 fn deadline_live(tree: &ScopeTree<TaskEntry, ScopeEntry>) -> impl Fn(ScopeKey, u32) -> bool + '_ {
@@ -511,8 +523,7 @@ pub fn set_deadline(
     key: ScopeKey,
     deadline: f64,
 ) -> PyResult<()> {
-    let id = ptr_key(loop_);
-    let owned = loop_.clone().unbind();
+    let id = loop_state(py, loop_);
     let rearm = with_rt(|rt| {
         let Runtime { tree, loops, .. } = rt;
         let node = tree.scope_mut(key)?;
@@ -520,7 +531,7 @@ pub fn set_deadline(
         let had = node.payload.deadline_loop.replace(id).is_some();
         node.payload.deadline_gen = node.payload.deadline_gen.wrapping_add(1);
         let generation = node.payload.deadline_gen;
-        let state = loops.entry(id).or_insert_with(|| LoopState::new(owned));
+        let state = loops.get_mut(&id)?;
         if had {
             state.heap.forget(deadline_live(tree));
         }
@@ -609,22 +620,8 @@ impl DeadlineTimer {
         if let Some(when) = next {
             arm_timer(py, &loop_, when)?;
         }
-        sweep_loop(self.loop_id);
         first_err.map_or(Ok(()), Err)
     }
-}
-
-/// Drops a loop's state once nothing refers to it.
-fn sweep_loop(loop_id: usize) {
-    let gone = with_rt(|rt| {
-        let idle = rt.loops.get(&loop_id).is_some_and(LoopState::is_idle);
-        if idle {
-            rt.loops.remove(&loop_id)
-        } else {
-            None
-        }
-    });
-    drop(gone);
 }
 
 /// Drops the state of loops that were closed with deadlines or deliveries still pending
@@ -647,12 +644,6 @@ pub fn sweep_closed_loops(py: Python<'_>) {
             drop(gone);
         }
     }
-}
-
-/// Whether this thread's runtime already tracks `loop_`.
-pub fn knows_loop(loop_: &Bound<'_, PyAny>) -> bool {
-    let id = ptr_key(loop_);
-    with_rt(|rt| rt.loops.contains_key(&id))
 }
 
 /// `task.uncancel()` `n` times; returns `task.cancelling()` afterwards.

@@ -198,6 +198,8 @@ class TraceMeter:
 # Workloads
 
 Body = Callable[[int, Probe], Coroutine[Any, Any, None]]
+#: time: seconds per op, median of rounds; latency: firing overshoot per sample, mean and p95;
+#: memory: RSS bytes per parked child, measured in a fresh interpreter.
 Kind = Literal["time", "latency", "memory"]
 
 
@@ -228,6 +230,8 @@ class Workload:
 
 @dataclass(frozen=True)
 class Sizes:
+    """How big each workload is: a full run, or a quick one that finishes in seconds."""
+
     children: int
     enter_exits: int
     empty_groups: int
@@ -556,27 +560,28 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-async def _measure(workload: Workload, impl: Impl, make_probe: Callable[[], Any]) -> float:
-    probe = make_probe()
-    await impl.body(workload.n, probe)
+async def _measure(impl: Impl, n: int) -> float:
+    probe = Stopwatch()
+    await impl.body(n, probe)
     value: float = probe.value
     if math.isnan(value):
         raise RuntimeError("benchmark body never closed its measured region")
     return value
 
 
-async def _round(workload: Workload, order: Sequence[Impl]) -> None:
-    """Run one round: every implementation once (latency: `n` interleaved samples each)."""
-    reps = workload.n if workload.kind == "latency" else 1
-    for _ in range(reps):
-        for impl in order:
+async def _round(workload: Workload, order: Sequence[Impl], n: int) -> None:
+    """Run one round: every implementation once on `n` ops (latency: `n` samples each)."""
+    reps = n if workload.kind == "latency" else 1
+    for rep in range(reps):
+        k = rep % len(order)  # latency: rotate per sample too, against timer-phase effects
+        for impl in [*order[k:], *order[:k]]:
             if impl.error:
                 continue
             gc.collect()
             try:
-                elapsed = await _measure(workload, impl, Stopwatch)
+                elapsed = await _measure(impl, 1 if workload.kind == "latency" else n)
                 if workload.kind == "time":
-                    impl.samples.append(elapsed / workload.n)
+                    impl.samples.append(elapsed / n)
                 elif elapsed > FIRE_GIVE_UP:
                     raise RuntimeError(f"deadline did not fire ({elapsed * 1e3:.0f} ms)")
                 else:
@@ -644,12 +649,8 @@ def _warm_up(runner: asyncio.Runner, workload: Workload) -> None:
     # Imports, caches and the allocator's first growth land here, not in round 1.
     if workload.kind == "memory":
         return
-    saved_n = workload.n
-    workload.n = 1 if workload.kind == "latency" else max(1, saved_n // 10)
-    try:
-        runner.run(_round(workload, workload.impls))
-    finally:
-        workload.n = saved_n
+    n = 1 if workload.kind == "latency" else max(1, workload.n // 10)
+    runner.run(_round(workload, workload.impls, n))
     for impl in workload.impls:
         impl.samples.clear()
 
@@ -672,20 +673,16 @@ class Row:
     p95: float | None = None
     heap: float | None = None  # memory: tracemalloc bytes per op
     error: str = ""
-    rounds: int = 0
+    samples: int = 0  # how many measurements the value summarises
 
     @property
     def status(self) -> str:
-        """ "ERROR", "PASS" / "OVER" against the budget, or "" for an unbudgeted row."""
+        """The row's verdict: ERROR, PASS or OVER (against the budget), or "" if unbudgeted."""
         if self.error:
             return "ERROR"
         if self.budget is None or self.ratio is None:
             return ""
         return "PASS" if self.ratio <= self.budget else "OVER"
-
-    @property
-    def is_toolcase(self) -> bool:
-        return self.impl.startswith(("toolcase_rs", "with toolcase_rs"))
 
 
 def _rows(workload: Workload) -> list[Row]:
@@ -783,7 +780,7 @@ def run_benchmarks(
                 if workload.kind == "memory":
                     _memory_round(workload, order, loop)
                 else:
-                    runner.run(_round(workload, order))
+                    runner.run(_round(workload, order, workload.n))
                 done += 1
                 if progress is not None:
                     progress(done, total, workload.title)
@@ -808,6 +805,7 @@ class BenchEnv:
     cores: str
     versions: str
     mode: str
+    quick: bool
     toolcase_missing: str  # why toolcase_rs rows are absent; "" when it was measured
 
     @classmethod
@@ -851,6 +849,7 @@ class BenchEnv:
             cores=f"{cores} cores",
             versions=", ".join(v for v in versions if v),
             mode=mode,
+            quick=quick,
             toolcase_missing=reason,
         )
 
@@ -922,6 +921,8 @@ def _footnotes(rows: Sequence[Row], env: BenchEnv) -> list[str]:
     if budgeted:
         over = sum(r.status == "OVER" for r in budgeted)
         notes.append(f"Budgets: {len(budgeted) - over} PASS, {over} OVER.")
+        if env.quick:
+            notes.append("Quick run (small N, few rounds): verdicts are indicative only.")
     return notes
 
 

@@ -39,6 +39,8 @@ async def shield(awaitable: Awaitable[T]) -> T:
     """
     with CancelScope(shield=True):
         return await awaitable
+    # A shielding scope nobody cancels never swallows anything.
+    raise AssertionError("unreachable")
 
 
 def get_cancelled_exc_class() -> type[BaseException]:

@@ -168,9 +168,11 @@ impl CancelScope {
         } else {
             None
         };
+        let mut now = None;
         if let (Some(t), Some(l)) = (timeout, &loop_) {
-            let now: f64 = l.call_method0(intern!(py, "time"))?.extract()?;
-            deadline = now + t.max(0.0);
+            let t0: f64 = l.call_method0(intern!(py, "time"))?.extract()?;
+            deadline = t0 + t.max(0.0);
+            now = Some(t0);
         }
         let entry = ScopeEntry {
             scope: slf.clone().unbind(),
@@ -195,7 +197,7 @@ impl CancelScope {
         }
         if let Some(l) = &loop_ {
             if deadline.is_finite() {
-                Self::apply_deadline(slf, l, key, deadline)?;
+                Self::apply_deadline(slf, l, key, deadline, now)?;
             }
         }
         if eff {
@@ -205,20 +207,22 @@ impl CancelScope {
     }
 
     /// Registers `deadline` for the active scope, or cancels now if it already passed.
+    /// `now` is the loop time when the caller already read it.
     fn apply_deadline(
         slf: &Bound<'_, Self>,
         loop_: &Bound<'_, PyAny>,
         key: ScopeKey,
         deadline: f64,
+        now: Option<f64>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let now: f64 = loop_.call_method0(intern!(py, "time"))?.extract()?;
+        let now: f64 = match now {
+            Some(t) => t,
+            None => loop_.call_method0(intern!(py, "time"))?.extract()?,
+        };
         if deadline <= now {
             runtime::set_deadline(py, loop_, key, f64::INFINITY)?;
             return Self::cancel_by_deadline(slf);
-        }
-        if !runtime::knows_loop(loop_) {
-            runtime::sweep_closed_loops(py);
         }
         runtime::set_deadline(py, loop_, key, deadline)
     }
@@ -559,7 +563,7 @@ impl CancelScope {
             }
         };
         if value.is_finite() {
-            Self::apply_deadline(slf, &loop_, key, value)
+            Self::apply_deadline(slf, &loop_, key, value, None)
         } else {
             runtime::set_deadline(py, &loop_, key, value)
         }
