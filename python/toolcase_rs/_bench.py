@@ -546,6 +546,23 @@ def _workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]:
             impls,
         )
     )
+    out.extend(_suite_workloads(sizes, tc, anyio))
+    return out
+
+
+#: Modules that contribute more workloads, each with a function
+#: `workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]` (primitives, combinators).
+SUITES = ("toolcase_rs._bench_sync", "toolcase_rs._bench_many")
+
+
+def _suite_workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]:
+    out: list[Workload] = []
+    for name in SUITES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        out.extend(module.workloads(sizes, tc, anyio))
     return out
 
 
