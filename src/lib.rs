@@ -4,6 +4,8 @@
 //   scope/      scope tree, deadline heap, CancelScope          (pure Rust core + bindings)
 //   task/       TaskGroup, TaskHandle, start(), eager start
 //   time.rs     checkpoints and sleeping
+//   sync/       Lock, RLock, Semaphore, CapacityLimiter, Event, Queue (any loop, any thread)
+//   bridge/     LoopPort: the GIL-free way other threads wake a loop; Parker for threads
 //   runtime.rs  the per-thread registry and cancellation delivery that glue them together
 //   awaitable.rs, asyncio.rs   the await protocol and the asyncio calls everything uses
 // Everything runs synchronously on the event-loop thread; waits are native asyncio futures.
@@ -12,8 +14,10 @@ use pyo3::prelude::*;
 
 pub mod asyncio;
 pub mod awaitable;
+pub mod bridge;
 pub mod runtime;
 pub mod scope;
+pub mod sync;
 pub mod task;
 pub mod time;
 
@@ -24,6 +28,12 @@ fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<task::TaskGroup>()?;
     m.add_class::<task::TaskStatus>()?;
     m.add_class::<task::handle::TaskHandle>()?;
+    m.add_class::<sync::lock::Lock>()?;
+    m.add_class::<sync::lock::RLock>()?;
+    m.add_class::<sync::semaphore::Semaphore>()?;
+    m.add_class::<sync::semaphore::CapacityLimiter>()?;
+    m.add_class::<sync::event::Event>()?;
+    m.add_class::<sync::queue::Queue>()?;
     m.add_class::<awaitable::Ready>()?;
     m.add_class::<awaitable::Waiting>()?;
     m.add(

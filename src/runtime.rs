@@ -29,9 +29,9 @@
 
 use std::cell::RefCell;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use pyo3::intern;
 use rustc_hash::FxHashMap;
 
 use crate::asyncio;
@@ -509,7 +509,6 @@ impl LoopState {
             batch_scheduled: false,
         }
     }
-
 }
 
 fn deadline_live(tree: &ScopeTree<TaskEntry, ScopeEntry>) -> impl Fn(ScopeKey, u32) -> bool + '_ {

@@ -1,79 +1,64 @@
 """Structured concurrency for asyncio on a Rust core.
 
-Task groups, cancel scopes and deadlines with AnyIO's semantics, running as plain asyncio
-tasks on any asyncio event loop (uvloop included).
+Task groups, cancel scopes and deadlines, synchronisation primitives that work across event
+loops and threads, with AnyIO's semantics, running as plain asyncio tasks on any asyncio event
+loop (uvloop included).
 """
 
 from ._core import (
     create_task_group as create_task_group,
-)
-from ._core import (
     current_task as current_task,
-)
-from ._core import (
     effective_deadline as effective_deadline,
-)
-from ._core import (
     get_cancelled_exc_class as get_cancelled_exc_class,
-)
-from ._core import (
     is_cancelled as is_cancelled,
-)
-from ._core import (
     run as run,
-)
-from ._core import (
     shield as shield,
+)
+from ._sync import (
+    Barrier as Barrier,
+    Condition as Condition,
+    RateLimiter as RateLimiter,
 )
 from ._toolcase_rs import (
     TASK_STATUS_IGNORED as TASK_STATUS_IGNORED,
-)
-from ._toolcase_rs import (
     CancelScope as CancelScope,
-)
-from ._toolcase_rs import (
+    CapacityLimiter as CapacityLimiter,
+    Event as Event,
+    Lock as Lock,
+    Queue as Queue,
+    RLock as RLock,
+    Semaphore as Semaphore,
     TaskCancelled as TaskCancelled,
-)
-from ._toolcase_rs import (
     TaskGroup as TaskGroup,
-)
-from ._toolcase_rs import (
     TaskHandle as TaskHandle,
-)
-from ._toolcase_rs import (
     TaskStatus as TaskStatus,
-)
-from ._toolcase_rs import (
     checkpoint as checkpoint,
-)
-from ._toolcase_rs import (
     current_effective_deadline as current_effective_deadline,
-)
-from ._toolcase_rs import (
     current_time as current_time,
-)
-from ._toolcase_rs import (
     fail_after as fail_after,
-)
-from ._toolcase_rs import (
     fail_at as fail_at,
-)
-from ._toolcase_rs import (
     move_on_after as move_on_after,
-)
-from ._toolcase_rs import (
     move_on_at as move_on_at,
-)
-from ._toolcase_rs import (
     sleep as sleep,
-)
-from ._toolcase_rs import (
     sleep_forever as sleep_forever,
-)
-from ._toolcase_rs import (
     sleep_until as sleep_until,
 )
-from ._types import TaskState as TaskState
+from ._types import (
+    BarrierStatistics as BarrierStatistics,
+    CapacityLimiterStatistics as CapacityLimiterStatistics,
+    ClosedResourceError as ClosedResourceError,
+    ConditionStatistics as ConditionStatistics,
+    EndOfStream as EndOfStream,
+    EventStatistics as EventStatistics,
+    LockStatistics as LockStatistics,
+    QueueEmpty as QueueEmpty,
+    QueueFull as QueueFull,
+    QueueStatistics as QueueStatistics,
+    RLockStatistics as RLockStatistics,
+    SemaphoreStatistics as SemaphoreStatistics,
+    TaskState as TaskState,
+    WouldBlock as WouldBlock,
+)
 
 __version__ = "0.1.0"
 
@@ -101,13 +86,35 @@ for _name in (
 del _name
 
 __all__ = [
+    "Barrier",
+    "BarrierStatistics",
     "CancelScope",
+    "CapacityLimiter",
+    "CapacityLimiterStatistics",
+    "ClosedResourceError",
+    "Condition",
+    "ConditionStatistics",
+    "EndOfStream",
+    "Event",
+    "EventStatistics",
+    "Lock",
+    "LockStatistics",
+    "Queue",
+    "QueueEmpty",
+    "QueueFull",
+    "QueueStatistics",
+    "RLock",
+    "RLockStatistics",
+    "RateLimiter",
+    "Semaphore",
+    "SemaphoreStatistics",
     "TASK_STATUS_IGNORED",
     "TaskCancelled",
     "TaskGroup",
     "TaskHandle",
     "TaskState",
     "TaskStatus",
+    "WouldBlock",
     "checkpoint",
     "create_task_group",
     "current_effective_deadline",

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from dataclasses import dataclass
 
-__all__ = ["TaskState"]
+__all__ = [
+    "BarrierStatistics",
+    "CapacityLimiterStatistics",
+    "ClosedResourceError",
+    "ConditionStatistics",
+    "EndOfStream",
+    "EventStatistics",
+    "LockStatistics",
+    "QueueEmpty",
+    "QueueFull",
+    "QueueStatistics",
+    "RLockStatistics",
+    "SemaphoreStatistics",
+    "TaskState",
+    "WouldBlock",
+]
 
 
 class TaskState(enum.StrEnum):
@@ -23,3 +40,118 @@ class TaskState(enum.StrEnum):
 
 
 TaskState.__module__ = "toolcase_rs"
+
+
+# ---- exceptions -------------------------------------------------------------------------------
+
+
+class WouldBlock(Exception):
+    """A `*_nowait` operation could not complete at once."""
+
+
+class QueueEmpty(WouldBlock, asyncio.QueueEmpty):
+    """`Queue.get_nowait()` on an empty queue."""
+
+
+class QueueFull(WouldBlock, asyncio.QueueFull):
+    """`Queue.put_nowait()` on a full queue."""
+
+
+class ClosedResourceError(Exception):
+    """The resource (a queue) was closed; it takes no more input."""
+
+
+class EndOfStream(Exception):
+    """The queue was closed and everything in it has been read."""
+
+
+# ---- statistics -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockStatistics:
+    """`Lock.statistics()`."""
+
+    locked: bool
+    owner: object | None
+    tasks_waiting: int
+
+
+@dataclass(frozen=True)
+class RLockStatistics:
+    """`RLock.statistics()`; `count` is how many times the owner holds it."""
+
+    locked: bool
+    owner: object | None
+    tasks_waiting: int
+    count: int
+
+
+@dataclass(frozen=True)
+class SemaphoreStatistics:
+    """`Semaphore.statistics()`."""
+
+    tasks_waiting: int
+
+
+@dataclass(frozen=True)
+class CapacityLimiterStatistics:
+    """`CapacityLimiter.statistics()`."""
+
+    borrowed_tokens: int
+    total_tokens: float
+    borrowers: tuple[object, ...]
+    tasks_waiting: int
+
+
+@dataclass(frozen=True)
+class EventStatistics:
+    """`Event.statistics()`."""
+
+    tasks_waiting: int
+
+
+@dataclass(frozen=True)
+class ConditionStatistics:
+    """`Condition.statistics()`."""
+
+    tasks_waiting: int
+    lock_statistics: LockStatistics
+
+
+@dataclass(frozen=True)
+class BarrierStatistics:
+    """`Barrier.statistics()`."""
+
+    parties: int
+    n_waiting: int
+    broken: bool
+
+
+@dataclass(frozen=True)
+class QueueStatistics:
+    """`Queue.statistics()`."""
+
+    current_buffer_used: int
+    max_buffer_size: float
+    tasks_waiting_send: int
+    tasks_waiting_receive: int
+
+
+for _cls in (
+    WouldBlock,
+    QueueEmpty,
+    QueueFull,
+    ClosedResourceError,
+    EndOfStream,
+    LockStatistics,
+    RLockStatistics,
+    SemaphoreStatistics,
+    CapacityLimiterStatistics,
+    EventStatistics,
+    ConditionStatistics,
+    BarrierStatistics,
+    QueueStatistics,
+):
+    _cls.__module__ = "toolcase_rs"
+del _cls

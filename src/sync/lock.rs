@@ -1,0 +1,353 @@
+// Lock and RLock.
+//
+// One owner at a time (a task, or a thread for blocking callers); FIFO hand-off: `release()`
+// gives the lock straight to the next waiter, so a newcomer cannot overtake it. RLock lets its
+// owner re-enter (and re-entering never queues behind other waiters).
+//
+// Cancel safety: see `Acquire` in mod.rs: a cancelled acquire leaves the queue, or passes on a
+// lock it was granted; nothing is lost.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use super::{
+    acquire_blocking, check_blocking_allowed, current_holder, exception, stats_type, Acquire,
+    Holder, Permits, Ready, Shared, SharedRef, Waiting,
+};
+use crate::awaitable::{Drive, Input, Step};
+
+pub struct LockPermits {
+    reentrant: bool,
+    owner: Option<Holder>,
+    /// Acquisitions by the owner not yet released (1 for a plain lock).
+    count: usize,
+}
+
+impl Permits for LockPermits {
+    type Claim = Holder;
+
+    fn try_take(&mut self, claim: &Holder) -> bool {
+        match self.owner {
+            None => {
+                self.owner = Some(*claim);
+                self.count = 1;
+                true
+            }
+            Some(o) if self.reentrant && o == *claim => {
+                self.count += 1;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    fn put_back(&mut self, claim: &Holder) {
+        if self.owner == Some(*claim) {
+            self.count -= 1;
+            if self.count == 0 {
+                self.owner = None;
+            }
+        }
+    }
+
+    fn may_barge(&self, claim: &Holder) -> bool {
+        self.reentrant && self.owner == Some(*claim)
+    }
+}
+
+/// The object (task or thread) that owns a lock, for `statistics()`; kept outside the
+/// primitive's mutex so dropping it never happens under that lock.
+#[derive(Default)]
+pub struct OwnerRecord(Mutex<Option<(Holder, Py<PyAny>)>>);
+
+impl OwnerRecord {
+    pub fn set(&self, holder: Holder, obj: Py<PyAny>) {
+        let old = self.0.lock().replace((holder, obj));
+        drop(old);
+    }
+
+    pub fn clear_if(&self, holder: Holder) {
+        let old = {
+            let mut g = self.0.lock();
+            if g.as_ref().is_some_and(|(h, _)| *h == holder) {
+                g.take()
+            } else {
+                None
+            }
+        };
+        drop(old);
+    }
+
+    pub fn get(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.0.lock().as_ref().map(|(_, o)| o.clone_ref(py))
+    }
+}
+
+/// Wraps an acquire so that, once it succeeds, its owner is recorded.
+struct Recorded<P: Permits> {
+    inner: Acquire<P>,
+    record: Arc<OwnerRecord>,
+    holder: Holder,
+    obj: Option<Py<PyAny>>,
+    /// `async with` yields None rather than the acquire's True.
+    yield_none: bool,
+}
+
+impl<P: Permits> Drive for Recorded<P> {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        let step = self.inner.resume(py, input)?;
+        if let Step::Return(v) = &step {
+            if v.bind(py).is_truthy()? {
+                if let Some(obj) = self.obj.take() {
+                    self.record.set(self.holder, obj);
+                }
+                if self.yield_none {
+                    return Ok(Step::Return(py.None()));
+                }
+            }
+        }
+        Ok(step)
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        self.inner.close(py);
+    }
+}
+
+/// Shared implementation of Lock and RLock.
+pub struct LockCore {
+    shared: SharedRef<LockPermits>,
+    owner: Arc<OwnerRecord>,
+    fast: bool,
+}
+
+impl LockCore {
+    fn new(reentrant: bool, fast: bool) -> Self {
+        LockCore {
+            shared: Shared::new(LockPermits {
+                reentrant,
+                owner: None,
+                count: 0,
+            }),
+            owner: Arc::new(OwnerRecord::default()),
+            fast,
+        }
+    }
+
+    fn reentrant(&self) -> bool {
+        self.shared.lock().permits.reentrant
+    }
+
+    pub fn acquire<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        yield_none: bool,
+    ) -> PyResult<Bound<'py, Waiting>> {
+        let (holder, obj) = current_holder(py)?;
+        if !self.reentrant() && self.shared.lock().permits.owner == Some(holder) {
+            return Err(PyRuntimeError::new_err(
+                "Attempted to acquire an already held Lock (it is not re-entrant; use RLock)",
+            ));
+        }
+        Waiting::new(
+            py,
+            Recorded {
+                inner: Acquire::new(self.shared.clone(), holder, self.fast, timeout),
+                record: self.owner.clone(),
+                holder,
+                obj: Some(obj),
+                yield_none,
+            },
+        )
+    }
+
+    pub fn acquire_nowait(&self, py: Python<'_>) -> PyResult<()> {
+        let (holder, obj) = current_holder(py)?;
+        if !self.reentrant() && self.shared.lock().permits.owner == Some(holder) {
+            return Err(PyRuntimeError::new_err(
+                "Attempted to acquire an already held Lock (it is not re-entrant; use RLock)",
+            ));
+        }
+        if !self.shared.try_acquire(&holder) {
+            return Err(exception(py, "WouldBlock", "the lock is held".into()));
+        }
+        self.owner.set(holder, obj);
+        Ok(())
+    }
+
+    pub fn acquire_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = super::check_timeout(timeout)?;
+        check_blocking_allowed(py, "Lock.acquire_blocking()")?;
+        let (holder, obj) = current_holder(py)?;
+        if !self.reentrant() && self.shared.lock().permits.owner == Some(holder) {
+            return Err(PyRuntimeError::new_err(
+                "Attempted to acquire an already held Lock from the same thread",
+            ));
+        }
+        let got = acquire_blocking(py, &self.shared, &holder, timeout)?;
+        if got {
+            self.owner.set(holder, obj);
+        }
+        Ok(got)
+    }
+
+    pub fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let (holder, _) = current_holder(py)?;
+        let still_owned = {
+            let core = self.shared.lock();
+            if core.permits.owner != Some(holder) {
+                return Err(PyRuntimeError::new_err(if core.permits.owner.is_none() {
+                    "release() called on an unlocked lock"
+                } else {
+                    "The current task is not holding this lock"
+                }));
+            }
+            core.permits.count > 1
+        };
+        if !still_owned {
+            self.owner.clear_if(holder);
+        }
+        self.shared.release(&holder).run(py)
+    }
+
+    pub fn locked(&self) -> bool {
+        self.shared.lock().permits.owner.is_some()
+    }
+
+    pub fn statistics<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let (locked, count) = {
+            let core = self.shared.lock();
+            (core.permits.owner.is_some(), core.permits.count)
+        };
+        let owner = if locked { self.owner.get(py) } else { None };
+        let waiting = self.shared.waiting();
+        let cls = stats_type(py, name)?;
+        if self.reentrant() {
+            cls.call1((locked, owner, waiting, count))
+        } else {
+            cls.call1((locked, owner, waiting))
+        }
+    }
+}
+
+macro_rules! lock_methods {
+    ($ty:ident, $stats:literal, $reentrant:literal) => {
+        #[pymethods]
+        impl $ty {
+            #[new]
+            #[pyo3(signature = (*, fast_acquire=false))]
+            fn py_new(fast_acquire: bool) -> Self {
+                $ty {
+                    core: LockCore::new($reentrant, fast_acquire),
+                }
+            }
+
+            /// Acquire the lock, waiting in FIFO order; a checkpoint.
+            ///
+            /// Returns True, or False if `timeout` seconds passed first.
+            #[pyo3(signature = (timeout=None))]
+            fn acquire<'py>(
+                &self,
+                py: Python<'py>,
+                timeout: Option<f64>,
+            ) -> PyResult<Bound<'py, Waiting>> {
+                let timeout = super::check_timeout(timeout)?;
+                self.core.acquire(py, timeout, false)
+            }
+
+            /// Acquire without waiting; raises WouldBlock if the lock is held.
+            fn acquire_nowait(&self, py: Python<'_>) -> PyResult<()> {
+                self.core.acquire_nowait(py)
+            }
+
+            /// Acquire from a plain thread, blocking it (the GIL is released meanwhile).
+            #[pyo3(signature = (timeout=None))]
+            fn acquire_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+                let timeout = super::check_timeout(timeout)?;
+                self.core.acquire_blocking(py, timeout)
+            }
+
+            /// Release the lock; RuntimeError unless the caller holds it.
+            fn release(&self, py: Python<'_>) -> PyResult<()> {
+                self.core.release(py)
+            }
+
+            /// True if the lock is held.
+            fn locked(&self) -> bool {
+                self.core.locked()
+            }
+
+            fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                self.core.statistics(py, $stats)
+            }
+
+            fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Waiting>> {
+                self.core.acquire(py, None, true)
+            }
+
+            #[pyo3(signature = (*_args))]
+            fn __aexit__<'py>(
+                &self,
+                py: Python<'py>,
+                _args: &Bound<'py, pyo3::types::PyTuple>,
+            ) -> PyResult<Bound<'py, Ready>> {
+                self.core.release(py)?;
+                Ready::none(py)
+            }
+
+            fn __enter__(&self, py: Python<'_>) -> PyResult<()> {
+                self.core.acquire_blocking(py, None).map(|_| ())
+            }
+
+            #[pyo3(signature = (*_args))]
+            fn __exit__(
+                &self,
+                py: Python<'_>,
+                _args: &Bound<'_, pyo3::types::PyTuple>,
+            ) -> PyResult<()> {
+                self.core.release(py)
+            }
+
+            fn __repr__(&self) -> String {
+                let state = if self.core.locked() {
+                    "locked"
+                } else {
+                    "unlocked"
+                };
+                format!(
+                    "<{} {state} waiters={}>",
+                    stringify!($ty),
+                    self.core.shared.waiting()
+                )
+            }
+        }
+    };
+}
+
+/// A mutual-exclusion lock for tasks of any event loop and for plain threads.
+///
+/// `async with lock:` in async code; `with lock:` or `acquire_blocking()` in a plain thread.
+/// Waiters are served first come, first served.
+///
+/// Args:
+///     fast_acquire: when the lock is free, take it without yielding to the event loop (the
+///         acquire still raises if the task is cancelled).
+#[pyclass(module = "toolcase_rs", name = "Lock", frozen)]
+pub struct Lock {
+    core: LockCore,
+}
+
+lock_methods!(Lock, "LockStatistics", false);
+
+/// A re-entrant lock: its owner (task, or thread for blocking use) may acquire it again, and
+/// must release it as many times.
+#[pyclass(module = "toolcase_rs", name = "RLock", frozen)]
+pub struct RLock {
+    core: LockCore,
+}
+
+lock_methods!(RLock, "RLockStatistics", true);

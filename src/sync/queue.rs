@@ -1,0 +1,623 @@
+// Queue: a FIFO channel between tasks of any loop and plain threads, bounded or not, closable.
+//
+// Hand-off. An item put while a getter waits goes straight into that getter's mailbox (the
+// buffer stays empty), and a getter that frees buffer space while a putter waits grants that
+// putter a reserved slot (`reserved`), which it fills when it runs. So no waiter is overtaken and
+// no wake-up is wasted on a race for the same item or slot.
+//
+// Close. After `close()`, puts raise `ClosedResourceError`; gets drain what is buffered, then
+// raise `EndOfStream` (async iteration ends); every waiter is woken to see it.
+//
+// Cancel safety: a getter cancelled after an item was handed to it gives the item back to the
+// front of the queue (or to the next getter), so no item is lost and order is kept; a putter
+// cancelled after it was granted a slot returns the slot to the next putter. A cancelled put
+// never leaves its item in the queue.
+//
+// Unlike Lock/Semaphore, `put`/`get` that complete at once do not yield to the loop (asyncio's
+// Queue semantics); they still raise if the task is cancelled.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTimeoutError};
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+use super::{check_blocking_allowed, exception, stats_type, Slot, Waiting, Wake, Wakeups};
+use crate::asyncio;
+use crate::awaitable::{Drive, Input, Step};
+use crate::bridge::{self, Parker};
+use crate::runtime;
+use crate::sync::waiters::WaiterQueue;
+
+type Mailbox = Arc<Mutex<Option<Py<PyAny>>>>;
+
+struct GetEntry {
+    slot: Arc<Slot>,
+    wake: Wake,
+    mailbox: Mailbox,
+}
+
+struct PutEntry {
+    slot: Arc<Slot>,
+    wake: Wake,
+}
+
+struct State {
+    items: VecDeque<Py<PyAny>>,
+    /// 0: unbounded.
+    maxsize: usize,
+    /// Buffer slots granted to waiting putters that have not filled them yet.
+    reserved: usize,
+    closed: bool,
+    getters: WaiterQueue<GetEntry>,
+    putters: WaiterQueue<PutEntry>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+impl State {
+    fn has_space(&self) -> bool {
+        self.maxsize == 0 || self.items.len() + self.reserved < self.maxsize
+    }
+
+    /// Gives `item` to the first waiting getter, or buffers it (at the front if `front`).
+    fn deliver(&mut self, shared: &Shared, item: Py<PyAny>, front: bool, out: &mut Wakeups) {
+        if let Some(g) = self.getters.pop_front() {
+            *g.mailbox.lock() = Some(item);
+            g.slot.grant();
+            let (shared, mailbox) = (shared.clone(), g.mailbox.clone());
+            out.push_grant(
+                g.wake,
+                g.slot,
+                Box::new(move |_py| give_back_item(&shared, &mailbox)),
+            );
+        } else if front {
+            self.items.push_front(item);
+        } else {
+            self.items.push_back(item);
+        }
+    }
+
+    /// Grants free buffer slots to waiting putters.
+    fn grant_putters(&mut self, shared: &Shared, out: &mut Wakeups) {
+        while self.has_space() {
+            let Some(p) = self.putters.pop_front() else {
+                break;
+            };
+            self.reserved += 1;
+            p.slot.grant();
+            let shared = shared.clone();
+            out.push_grant(p.wake, p.slot, Box::new(move |_py| give_back_slot(&shared)));
+        }
+    }
+
+    fn take_item(&mut self, shared: &Shared, out: &mut Wakeups) -> Option<Py<PyAny>> {
+        let item = self.items.pop_front()?;
+        self.grant_putters(shared, out);
+        Some(item)
+    }
+}
+
+/// A getter that will not use the item handed to it puts it back at the front.
+fn give_back_item(shared: &Shared, mailbox: &Mailbox) -> Wakeups {
+    let mut out = Wakeups::default();
+    if let Some(item) = mailbox.lock().take() {
+        shared.lock().deliver(shared, item, true, &mut out);
+    }
+    out
+}
+
+/// A putter that will not fill its reserved slot frees it for the next putter.
+fn give_back_slot(shared: &Shared) -> Wakeups {
+    let mut out = Wakeups::default();
+    let mut st = shared.lock();
+    st.reserved -= 1;
+    st.grant_putters(shared, &mut out);
+    out
+}
+
+fn closed_error(py: Python<'_>) -> PyErr {
+    exception(py, "ClosedResourceError", "the queue is closed".into())
+}
+
+fn end_error(py: Python<'_>, iterating: bool) -> PyErr {
+    if iterating {
+        PyStopAsyncIteration::new_err(())
+    } else {
+        exception(py, "EndOfStream", "the queue is closed and empty".into())
+    }
+}
+
+enum Phase {
+    Start,
+    Queued { id: u64, slot: Arc<Slot> },
+    Done,
+}
+
+/// `await queue.get()` (and `__anext__`).
+///
+/// Cancel safety: see the module notes (an item handed over is given back to the front).
+struct Get {
+    shared: Shared,
+    iterating: bool,
+    phase: Phase,
+    mailbox: Mailbox,
+}
+
+impl Get {
+    fn leave(&mut self, py: Python<'_>) -> PyResult<()> {
+        if let Phase::Queued { id, slot } = std::mem::replace(&mut self.phase, Phase::Done) {
+            if slot.leave() {
+                self.shared.lock().getters.remove(id);
+            } else if slot.refuse() {
+                give_back_item(&self.shared, &self.mailbox).run(py)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drive for Get {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        if let Input::Throw(err) = input {
+            self.leave(py)?;
+            return Err(err);
+        }
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Start => {
+                if let Some(err) = runtime::current_cancellation(py)? {
+                    return Err(err);
+                }
+                let mut out = Wakeups::default();
+                let (item, closed) = {
+                    let mut st = self.shared.lock();
+                    (st.take_item(&self.shared, &mut out), st.closed)
+                };
+                out.run(py)?;
+                if let Some(item) = item {
+                    return Ok(Step::Return(item));
+                }
+                if closed {
+                    return Err(end_error(py, self.iterating));
+                }
+                let (wake, fut) = Wake::for_task(py)?;
+                let mut out = Wakeups::default();
+                let outcome = {
+                    let mut st = self.shared.lock();
+                    if let Some(item) = st.take_item(&self.shared, &mut out) {
+                        Ok(item)
+                    } else if st.closed {
+                        Err(())
+                    } else {
+                        let slot = Slot::new();
+                        let id = st.getters.push(GetEntry {
+                            slot: slot.clone(),
+                            wake,
+                            mailbox: self.mailbox.clone(),
+                        });
+                        self.phase = Phase::Queued { id, slot };
+                        asyncio::mark_blocking(&fut)?;
+                        return Ok(Step::Yield(fut.unbind()));
+                    }
+                };
+                out.run(py)?;
+                match outcome {
+                    Ok(item) => Ok(Step::Return(item)),
+                    Err(()) => Err(end_error(py, self.iterating)),
+                }
+            }
+            Phase::Queued { id, slot } => {
+                if slot.take() {
+                    let item = self.mailbox.lock().take();
+                    return item.map(Step::Return).ok_or_else(|| {
+                        PyRuntimeError::new_err("internal error: empty queue mailbox")
+                    });
+                }
+                self.phase = Phase::Queued { id, slot };
+                self.leave(py)?;
+                Err(end_error(py, self.iterating))
+            }
+            Phase::Done => Err(PyRuntimeError::new_err("get() awaited twice")),
+        }
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        let _ = self.leave(py);
+    }
+}
+
+/// `await queue.put(item)`.
+///
+/// Cancel safety: the item is never left in the queue by a cancelled put; a slot granted to it
+/// goes to the next putter.
+struct Put {
+    shared: Shared,
+    item: Option<Py<PyAny>>,
+    phase: Phase,
+}
+
+impl Put {
+    fn leave(&mut self, py: Python<'_>) -> PyResult<()> {
+        if let Phase::Queued { id, slot } = std::mem::replace(&mut self.phase, Phase::Done) {
+            if slot.leave() {
+                self.shared.lock().putters.remove(id);
+            } else if slot.refuse() {
+                give_back_slot(&self.shared).run(py)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts now if possible. Err(()) if the queue is closed, Ok(false) if it is full.
+    fn try_put(&mut self, out: &mut Wakeups) -> Result<bool, ()> {
+        let mut st = self.shared.lock();
+        if st.closed {
+            return Err(());
+        }
+        if st.getters.is_empty() && !st.has_space() {
+            return Ok(false);
+        }
+        let item = self.item.take().expect("item present until put");
+        st.deliver(&self.shared, item, false, out);
+        Ok(true)
+    }
+}
+
+impl Drive for Put {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        if let Input::Throw(err) = input {
+            self.leave(py)?;
+            return Err(err);
+        }
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Start => {
+                if let Some(err) = runtime::current_cancellation(py)? {
+                    return Err(err);
+                }
+                let mut out = Wakeups::default();
+                let done = self.try_put(&mut out);
+                out.run(py)?;
+                match done {
+                    Err(()) => return Err(closed_error(py)),
+                    Ok(true) => return Ok(Step::Return(py.None())),
+                    Ok(false) => {}
+                }
+                let (wake, fut) = Wake::for_task(py)?;
+                let mut out = Wakeups::default();
+                let done = {
+                    let done = self.try_put(&mut out);
+                    if let Ok(false) = done {
+                        let slot = Slot::new();
+                        let id = self.shared.lock().putters.push(PutEntry {
+                            slot: slot.clone(),
+                            wake,
+                        });
+                        self.phase = Phase::Queued { id, slot };
+                    }
+                    done
+                };
+                out.run(py)?;
+                match done {
+                    Err(()) => Err(closed_error(py)),
+                    Ok(true) => Ok(Step::Return(py.None())),
+                    Ok(false) => {
+                        asyncio::mark_blocking(&fut)?;
+                        Ok(Step::Yield(fut.unbind()))
+                    }
+                }
+            }
+            Phase::Queued { id, slot } => {
+                if slot.take() {
+                    let mut out = Wakeups::default();
+                    {
+                        let mut st = self.shared.lock();
+                        st.reserved -= 1;
+                        let item = self.item.take().expect("item present until put");
+                        st.deliver(&self.shared, item, false, &mut out);
+                    }
+                    out.run(py)?;
+                    return Ok(Step::Return(py.None()));
+                }
+                self.phase = Phase::Queued { id, slot };
+                self.leave(py)?;
+                Err(closed_error(py))
+            }
+            Phase::Done => Err(PyRuntimeError::new_err("put() awaited twice")),
+        }
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        let _ = self.leave(py);
+    }
+}
+
+/// A FIFO queue for tasks of any event loop and for plain threads; `Queue[T]` for typing.
+///
+/// Args:
+///     maxsize: buffer size; `put` waits while it is full. 0 or less: unbounded.
+#[pyclass(module = "toolcase_rs", name = "Queue", frozen)]
+pub struct Queue {
+    shared: Shared,
+}
+
+impl Queue {
+    fn get_impl<'py>(&self, py: Python<'py>, iterating: bool) -> PyResult<Bound<'py, Waiting>> {
+        Waiting::new(
+            py,
+            Get {
+                shared: self.shared.clone(),
+                iterating,
+                phase: Phase::Start,
+                mailbox: Arc::new(Mutex::new(None)),
+            },
+        )
+    }
+}
+
+#[pymethods]
+impl Queue {
+    #[new]
+    #[pyo3(signature = (maxsize=0))]
+    fn py_new(maxsize: i64) -> Self {
+        Queue {
+            shared: Arc::new(Mutex::new(State {
+                items: VecDeque::new(),
+                maxsize: usize::try_from(maxsize).unwrap_or(0),
+                reserved: 0,
+                closed: false,
+                getters: WaiterQueue::default(),
+                putters: WaiterQueue::default(),
+            })),
+        }
+    }
+
+    #[classmethod]
+    fn __class_getitem__(cls: &Bound<'_, PyType>, _item: &Bound<'_, PyAny>) -> Py<PyType> {
+        cls.clone().unbind()
+    }
+
+    /// Put an item, waiting while the queue is full. Raises ClosedResourceError if closed.
+    fn put<'py>(&self, py: Python<'py>, item: Py<PyAny>) -> PyResult<Bound<'py, Waiting>> {
+        Waiting::new(
+            py,
+            Put {
+                shared: self.shared.clone(),
+                item: Some(item),
+                phase: Phase::Start,
+            },
+        )
+    }
+
+    /// Take the next item, waiting while the queue is empty. Raises EndOfStream once the
+    /// queue is closed and drained.
+    fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Waiting>> {
+        self.get_impl(py, false)
+    }
+
+    /// Put without waiting: QueueFull if full, ClosedResourceError if closed.
+    fn put_nowait(&self, py: Python<'_>, item: Py<PyAny>) -> PyResult<()> {
+        let mut out = Wakeups::default();
+        let res = {
+            let mut st = self.shared.lock();
+            if st.closed {
+                Err(closed_error(py))
+            } else if st.getters.is_empty() && !st.has_space() {
+                Err(exception(py, "QueueFull", "the queue is full".into()))
+            } else {
+                st.deliver(&self.shared, item, false, &mut out);
+                Ok(())
+            }
+        };
+        out.run(py)?;
+        res
+    }
+
+    /// Take an item without waiting: QueueEmpty if empty, EndOfStream if closed and drained.
+    fn get_nowait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let mut out = Wakeups::default();
+        let (item, closed) = {
+            let mut st = self.shared.lock();
+            (st.take_item(&self.shared, &mut out), st.closed)
+        };
+        out.run(py)?;
+        match item {
+            Some(item) => Ok(item),
+            None if closed => Err(end_error(py, false)),
+            None => Err(exception(py, "QueueEmpty", "the queue is empty".into())),
+        }
+    }
+
+    /// Put from a plain thread, blocking while full (the GIL is released meanwhile).
+    /// Raises TimeoutError after `timeout` seconds.
+    #[pyo3(signature = (item, timeout=None))]
+    fn put_blocking(&self, py: Python<'_>, item: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = super::check_timeout(timeout)?;
+        check_blocking_allowed(py, "Queue.put_blocking()")?;
+        let mut put = Put {
+            shared: self.shared.clone(),
+            item: Some(item),
+            phase: Phase::Done,
+        };
+        let mut out = Wakeups::default();
+        match put.try_put(&mut out) {
+            Err(()) => return Err(closed_error(py)),
+            Ok(true) => return out.run(py),
+            Ok(false) => {}
+        }
+        let parker = Arc::new(Parker::default());
+        let slot = Slot::new();
+        let id = {
+            let mut st = self.shared.lock();
+            // Re-check under the lock that queues us.
+            if st.closed {
+                return Err(closed_error(py));
+            }
+            if !st.getters.is_empty() || st.has_space() {
+                let item = put.item.take().expect("not yet put");
+                st.deliver(&self.shared, item, false, &mut out);
+                drop(st);
+                return out.run(py);
+            }
+            st.putters.push(PutEntry {
+                slot: slot.clone(),
+                wake: Wake::Thread(parker.clone()),
+            })
+        };
+        let deadline = bridge::deadline_after(timeout);
+        py.detach(|| parker.park(deadline));
+        put.phase = Phase::Queued {
+            id,
+            slot: slot.clone(),
+        };
+        if slot.take() {
+            put.phase = Phase::Done;
+            let mut out = Wakeups::default();
+            {
+                let mut st = self.shared.lock();
+                st.reserved -= 1;
+                let item = put.item.take().expect("not yet put");
+                st.deliver(&self.shared, item, false, &mut out);
+            }
+            return out.run(py);
+        }
+        put.leave(py)?;
+        if self.shared.lock().closed {
+            Err(closed_error(py))
+        } else {
+            Err(PyTimeoutError::new_err("Queue.put_blocking() timed out"))
+        }
+    }
+
+    /// Take an item from a plain thread, blocking while empty (the GIL is released
+    /// meanwhile). Raises TimeoutError after `timeout` seconds, EndOfStream once closed and
+    /// drained.
+    #[pyo3(signature = (timeout=None))]
+    fn get_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let timeout = super::check_timeout(timeout)?;
+        check_blocking_allowed(py, "Queue.get_blocking()")?;
+        let parker = Arc::new(Parker::default());
+        let mailbox: Mailbox = Arc::new(Mutex::new(None));
+        let slot = Slot::new();
+        let mut out = Wakeups::default();
+        // Take an item now, or queue as a getter, under one lock.
+        let queued = {
+            let mut st = self.shared.lock();
+            match st.take_item(&self.shared, &mut out) {
+                Some(item) => Err(Some(item)),
+                None if st.closed => Err(None),
+                None => Ok(st.getters.push(GetEntry {
+                    slot: slot.clone(),
+                    wake: Wake::Thread(parker.clone()),
+                    mailbox: mailbox.clone(),
+                })),
+            }
+        };
+        out.run(py)?;
+        let id = match queued {
+            Err(Some(item)) => return Ok(item),
+            Err(None) => return Err(end_error(py, false)),
+            Ok(id) => id,
+        };
+        let deadline = bridge::deadline_after(timeout);
+        py.detach(|| parker.park(deadline));
+        if slot.take() {
+            return mailbox
+                .lock()
+                .take()
+                .ok_or_else(|| PyRuntimeError::new_err("internal error: empty queue mailbox"));
+        }
+        let mut get = Get {
+            shared: self.shared.clone(),
+            iterating: false,
+            phase: Phase::Queued { id, slot },
+            mailbox,
+        };
+        get.leave(py)?;
+        if self.shared.lock().closed {
+            Err(end_error(py, false))
+        } else {
+            Err(PyTimeoutError::new_err("Queue.get_blocking() timed out"))
+        }
+    }
+
+    /// Close the queue: puts fail from now on, gets drain what is left, waiters wake.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let mut out = Wakeups::default();
+        {
+            let mut st = self.shared.lock();
+            st.closed = true;
+            for g in st.getters.drain() {
+                out.push(g.wake, None);
+            }
+            for p in st.putters.drain() {
+                out.push(p.wake, None);
+            }
+        }
+        out.run(py)
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+
+    #[getter]
+    fn maxsize(&self) -> usize {
+        self.shared.lock().maxsize
+    }
+
+    fn qsize(&self) -> usize {
+        self.shared.lock().items.len()
+    }
+
+    fn empty(&self) -> bool {
+        self.shared.lock().items.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        let st = self.shared.lock();
+        st.maxsize > 0 && st.items.len() >= st.maxsize
+    }
+
+    fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (used, max, send, recv) = {
+            let st = self.shared.lock();
+            (
+                st.items.len(),
+                st.maxsize,
+                st.putters.len(),
+                st.getters.len(),
+            )
+        };
+        let max: Py<PyAny> = if max == 0 {
+            pyo3::IntoPyObjectExt::into_py_any(f64::INFINITY, py)?
+        } else {
+            pyo3::IntoPyObjectExt::into_py_any(max, py)?
+        };
+        stats_type(py, "QueueStatistics")?.call1((used, max, send, recv))
+    }
+
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Waiting>> {
+        self.get_impl(py, true)
+    }
+
+    fn __len__(&self) -> usize {
+        self.qsize()
+    }
+
+    fn __repr__(&self) -> String {
+        let st = self.shared.lock();
+        format!(
+            "<Queue size={} maxsize={} {}>",
+            st.items.len(),
+            st.maxsize,
+            if st.closed { "closed" } else { "open" }
+        )
+    }
+}

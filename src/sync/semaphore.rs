@@ -1,0 +1,589 @@
+// Semaphore and CapacityLimiter.
+//
+// Semaphore: a counter of anonymous permits, optionally bounded by `max_value` (releasing past it
+// is an error). CapacityLimiter: `total_tokens` tokens, each held by a named borrower (a task, a
+// thread, or any object passed to `*_on_behalf_of`); a borrower holds at most one token. Lowering
+// `total_tokens` below the borrowed count stops new grants until enough are returned; raising it
+// grants queued waiters at once.
+//
+// Cancel safety: as for every permit primitive (see `Acquire` in mod.rs).
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::{
+    acquire_blocking, check_blocking_allowed, current_holder, exception, stats_type, Acquire,
+    Holder, Permits, Ready, Shared, SharedRef, Waiting, Wakeups,
+};
+use crate::awaitable::{Drive, Input, Step};
+
+// ----- Semaphore -----------------------------------------------------------------------------
+
+pub struct SemPermits {
+    value: usize,
+}
+
+impl Permits for SemPermits {
+    type Claim = ();
+
+    fn try_take(&mut self, _: &()) -> bool {
+        if self.value > 0 {
+            self.value -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn put_back(&mut self, _: &()) {
+        self.value += 1;
+    }
+}
+
+/// Makes an acquire finish with a fixed value (the semaphore itself for `async with`).
+struct Yielding<P: Permits> {
+    inner: Acquire<P>,
+    value: Py<PyAny>,
+}
+
+impl<P: Permits> Drive for Yielding<P> {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        match self.inner.resume(py, input)? {
+            Step::Return(_) => Ok(Step::Return(self.value.clone_ref(py))),
+            other => Ok(other),
+        }
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        self.inner.close(py);
+    }
+}
+
+fn count_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<usize> {
+    if value.is_instance_of::<pyo3::types::PyBool>()
+        || !value.is_instance_of::<pyo3::types::PyInt>()
+    {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be an int, got {}",
+            value.get_type().name()?
+        )));
+    }
+    let v: i64 = value.extract()?;
+    usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, got {v}")))
+}
+
+/// A semaphore: at most `initial_value` holders at once, for tasks of any loop and threads.
+///
+/// Args:
+///     initial_value: the number of permits.
+///     max_value: if set, `release()` beyond this many permits raises ValueError.
+///     fast_acquire: take a free permit without yielding to the event loop.
+#[pyclass(module = "toolcase_rs", name = "Semaphore", frozen)]
+pub struct Semaphore {
+    shared: SharedRef<SemPermits>,
+    max_value: Option<usize>,
+    fast: bool,
+}
+
+impl Semaphore {
+    fn acquire_impl<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+        yield_self: bool,
+    ) -> PyResult<Bound<'py, Waiting>> {
+        let py = slf.py();
+        let me = slf.get();
+        let inner = Acquire::new(me.shared.clone(), (), me.fast, timeout);
+        if yield_self {
+            Waiting::new(
+                py,
+                Yielding {
+                    inner,
+                    value: slf.clone().into_any().unbind(),
+                },
+            )
+        } else {
+            Waiting::new(py, inner)
+        }
+    }
+}
+
+#[pymethods]
+impl Semaphore {
+    #[new]
+    #[pyo3(signature = (initial_value, *, max_value=None, fast_acquire=false))]
+    fn py_new(
+        initial_value: &Bound<'_, PyAny>,
+        max_value: Option<&Bound<'_, PyAny>>,
+        fast_acquire: bool,
+    ) -> PyResult<Self> {
+        let value = count_arg(initial_value, "initial_value")?;
+        let max_value = match max_value {
+            Some(m) if !m.is_none() => {
+                let m = count_arg(m, "max_value")?;
+                if m < value {
+                    return Err(PyValueError::new_err(format!(
+                        "max_value ({m}) must be >= initial_value ({value})"
+                    )));
+                }
+                Some(m)
+            }
+            _ => None,
+        };
+        Ok(Semaphore {
+            shared: Shared::new(SemPermits { value }),
+            max_value,
+            fast: fast_acquire,
+        })
+    }
+
+    /// Take a permit, waiting in FIFO order; a checkpoint. Returns True (False on timeout).
+    #[pyo3(signature = (timeout=None))]
+    fn acquire<'py>(slf: &Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, Waiting>> {
+        let timeout = super::check_timeout(timeout)?;
+        Self::acquire_impl(slf, timeout, false)
+    }
+
+    /// Take a permit without waiting; raises WouldBlock if none is free.
+    fn acquire_nowait(&self, py: Python<'_>) -> PyResult<()> {
+        if self.shared.try_acquire(&()) {
+            Ok(())
+        } else {
+            Err(exception(py, "WouldBlock", "no permit is free".into()))
+        }
+    }
+
+    /// Take a permit from a plain thread, blocking it (the GIL is released meanwhile).
+    #[pyo3(signature = (timeout=None))]
+    fn acquire_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = super::check_timeout(timeout)?;
+        check_blocking_allowed(py, "Semaphore.acquire_blocking()")?;
+        acquire_blocking(py, &self.shared, &(), timeout)
+    }
+
+    /// Return a permit (ValueError past `max_value`).
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let wakeups = {
+            let mut core = self.shared.lock();
+            if let Some(max) = self.max_value {
+                if core.permits.value >= max {
+                    return Err(PyValueError::new_err(format!(
+                        "semaphore released too many times (max_value={max})"
+                    )));
+                }
+            }
+            core.permits.put_back(&());
+            let mut out = Wakeups::default();
+            self.shared.grant_waiting(&mut core, &mut out);
+            out
+        };
+        wakeups.run(py)
+    }
+
+    /// The number of free permits.
+    #[getter]
+    fn value(&self) -> usize {
+        self.shared.lock().permits.value
+    }
+
+    #[getter]
+    fn max_value(&self) -> Option<usize> {
+        self.max_value
+    }
+
+    fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        stats_type(py, "SemaphoreStatistics")?.call1((self.shared.waiting(),))
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Waiting>> {
+        Self::acquire_impl(slf, None, true)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, Ready>> {
+        self.release(py)?;
+        Ready::none(py)
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<Self>> {
+        slf.get().acquire_blocking(slf.py(), None)?;
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Semaphore value={} waiters={}>",
+            self.value(),
+            self.shared.waiting()
+        )
+    }
+}
+
+// ----- CapacityLimiter -----------------------------------------------------------------------
+
+pub struct LimiterPermits {
+    /// `f64::INFINITY` for unlimited.
+    total: f64,
+    borrowers: FxHashSet<Holder>,
+}
+
+impl Permits for LimiterPermits {
+    type Claim = Holder;
+
+    fn try_take(&mut self, claim: &Holder) -> bool {
+        if (self.borrowers.len() as f64) < self.total && !self.borrowers.contains(claim) {
+            self.borrowers.insert(*claim);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn put_back(&mut self, claim: &Holder) {
+        self.borrowers.remove(claim);
+    }
+}
+
+/// The borrower objects, for `statistics()`; outside the primitive's mutex (see OwnerRecord).
+#[derive(Default)]
+struct Borrowers(Mutex<FxHashMap<Holder, Py<PyAny>>>);
+
+impl Borrowers {
+    fn add(&self, holder: Holder, obj: Py<PyAny>) {
+        let old = self.0.lock().insert(holder, obj);
+        drop(old);
+    }
+
+    fn remove(&self, holder: Holder) {
+        let old = self.0.lock().remove(&holder);
+        drop(old);
+    }
+}
+
+struct Borrowing {
+    inner: Acquire<LimiterPermits>,
+    record: Arc<Borrowers>,
+    holder: Holder,
+    obj: Option<Py<PyAny>>,
+    /// `async with` yields None; `acquire()` returns True/False.
+    yield_none: bool,
+}
+
+impl Drive for Borrowing {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        let step = self.inner.resume(py, input)?;
+        if let Step::Return(v) = &step {
+            if v.bind(py).is_truthy()? {
+                if let Some(obj) = self.obj.take() {
+                    self.record.add(self.holder, obj);
+                }
+                if self.yield_none {
+                    return Ok(Step::Return(py.None()));
+                }
+            }
+        }
+        Ok(step)
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        self.inner.close(py);
+    }
+}
+
+fn total_arg(value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if let Ok(f) = value.extract::<f64>() {
+        if value.is_instance_of::<pyo3::types::PyFloat>() {
+            if f == f64::INFINITY {
+                return Ok(f);
+            }
+            return Err(PyTypeError::new_err(
+                "total_tokens must be an int or math.inf",
+            ));
+        }
+    }
+    if value.is_instance_of::<pyo3::types::PyBool>()
+        || !value.is_instance_of::<pyo3::types::PyInt>()
+    {
+        return Err(PyTypeError::new_err(format!(
+            "total_tokens must be an int or math.inf, got {}",
+            value.get_type().name()?
+        )));
+    }
+    let v: i64 = value.extract()?;
+    if v < 1 {
+        return Err(PyValueError::new_err(format!(
+            "total_tokens must be >= 1, got {v}"
+        )));
+    }
+    Ok(v as f64)
+}
+
+/// Limits how many borrowers (tasks, threads, or any object) hold a token at once.
+///
+/// Args:
+///     total_tokens: how many tokens there are (an int >= 1 or `math.inf`); settable later.
+///     fast_acquire: take a free token without yielding to the event loop.
+#[pyclass(module = "toolcase_rs", name = "CapacityLimiter", frozen)]
+pub struct CapacityLimiter {
+    shared: SharedRef<LimiterPermits>,
+    borrowers: Arc<Borrowers>,
+    fast: bool,
+}
+
+impl CapacityLimiter {
+    fn borrow_wait<'py>(
+        &self,
+        py: Python<'py>,
+        holder: Holder,
+        obj: Py<PyAny>,
+        timeout: Option<f64>,
+        yield_none: bool,
+    ) -> PyResult<Bound<'py, Waiting>> {
+        self.check_not_borrowing(holder)?;
+        Waiting::new(
+            py,
+            Borrowing {
+                inner: Acquire::new(self.shared.clone(), holder, self.fast, timeout),
+                record: self.borrowers.clone(),
+                holder,
+                obj: Some(obj),
+                yield_none,
+            },
+        )
+    }
+
+    fn check_not_borrowing(&self, holder: Holder) -> PyResult<()> {
+        if self.shared.lock().permits.borrowers.contains(&holder) {
+            return Err(PyRuntimeError::new_err(
+                "this borrower is already holding one of this CapacityLimiter's tokens",
+            ));
+        }
+        Ok(())
+    }
+
+    fn take_nowait(&self, py: Python<'_>, holder: Holder, obj: Py<PyAny>) -> PyResult<()> {
+        self.check_not_borrowing(holder)?;
+        if !self.shared.try_acquire(&holder) {
+            return Err(exception(py, "WouldBlock", "no token is free".into()));
+        }
+        self.borrowers.add(holder, obj);
+        Ok(())
+    }
+
+    fn give_back(&self, py: Python<'_>, holder: Holder) -> PyResult<()> {
+        if !self.shared.lock().permits.borrowers.contains(&holder) {
+            return Err(PyRuntimeError::new_err(
+                "this borrower isn't holding any of this CapacityLimiter's tokens",
+            ));
+        }
+        self.borrowers.remove(holder);
+        self.shared.release(&holder).run(py)
+    }
+
+    fn total_value(&self) -> f64 {
+        self.shared.lock().permits.total
+    }
+
+    fn borrowed(&self) -> usize {
+        self.shared.lock().permits.borrowers.len()
+    }
+}
+
+fn tokens_object(py: Python<'_>, v: f64) -> PyResult<Py<PyAny>> {
+    use pyo3::IntoPyObjectExt;
+    if v.is_infinite() {
+        v.into_py_any(py)
+    } else {
+        (v as u64).into_py_any(py)
+    }
+}
+
+#[pymethods]
+impl CapacityLimiter {
+    #[new]
+    #[pyo3(signature = (total_tokens, *, fast_acquire=false))]
+    fn py_new(total_tokens: &Bound<'_, PyAny>, fast_acquire: bool) -> PyResult<Self> {
+        Ok(CapacityLimiter {
+            shared: Shared::new(LimiterPermits {
+                total: total_arg(total_tokens)?,
+                borrowers: FxHashSet::default(),
+            }),
+            borrowers: Arc::new(Borrowers::default()),
+            fast: fast_acquire,
+        })
+    }
+
+    /// Borrow a token for the current task (or thread); a checkpoint. True, or False on timeout.
+    #[pyo3(signature = (timeout=None))]
+    fn acquire<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, Waiting>> {
+        let timeout = super::check_timeout(timeout)?;
+        let (holder, obj) = current_holder(py)?;
+        self.borrow_wait(py, holder, obj, timeout, false)
+    }
+
+    fn acquire_nowait(&self, py: Python<'_>) -> PyResult<()> {
+        let (holder, obj) = current_holder(py)?;
+        self.take_nowait(py, holder, obj)
+    }
+
+    /// Borrow a token on behalf of `borrower` (any object).
+    #[pyo3(signature = (borrower, timeout=None))]
+    fn acquire_on_behalf_of<'py>(
+        &self,
+        py: Python<'py>,
+        borrower: Bound<'py, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, Waiting>> {
+        let timeout = super::check_timeout(timeout)?;
+        let holder = Holder(borrower.as_ptr() as usize);
+        self.borrow_wait(py, holder, borrower.unbind(), timeout, false)
+    }
+
+    fn acquire_on_behalf_of_nowait(
+        &self,
+        py: Python<'_>,
+        borrower: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let holder = Holder(borrower.as_ptr() as usize);
+        self.take_nowait(py, holder, borrower.unbind())
+    }
+
+    /// Borrow a token from a plain thread, blocking it (the GIL is released meanwhile).
+    #[pyo3(signature = (timeout=None))]
+    fn acquire_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = super::check_timeout(timeout)?;
+        check_blocking_allowed(py, "CapacityLimiter.acquire_blocking()")?;
+        let (holder, obj) = current_holder(py)?;
+        self.check_not_borrowing(holder)?;
+        let got = acquire_blocking(py, &self.shared, &holder, timeout)?;
+        if got {
+            self.borrowers.add(holder, obj);
+        }
+        Ok(got)
+    }
+
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let (holder, _) = current_holder(py)?;
+        self.give_back(py, holder)
+    }
+
+    fn release_on_behalf_of(&self, py: Python<'_>, borrower: Bound<'_, PyAny>) -> PyResult<()> {
+        self.give_back(py, Holder(borrower.as_ptr() as usize))
+    }
+
+    /// Total number of tokens (an int, or `math.inf`); setting it wakes waiters at once.
+    #[getter]
+    fn total_tokens(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        tokens_object(py, self.total_value())
+    }
+
+    #[setter]
+    fn set_total_tokens(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let total = total_arg(value)?;
+        let wakeups = {
+            let mut core = self.shared.lock();
+            core.permits.total = total;
+            let mut out = Wakeups::default();
+            self.shared.grant_waiting(&mut core, &mut out);
+            out
+        };
+        wakeups.run(py)
+    }
+
+    #[getter]
+    fn borrowed_tokens(&self) -> usize {
+        self.borrowed()
+    }
+
+    #[getter]
+    fn available_tokens(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let total = self.total_value();
+        tokens_object(py, (total - self.borrowed() as f64).max(0.0))
+    }
+
+    /// Alias of `total_tokens` (toolcase).
+    #[getter]
+    fn total(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.total_tokens(py)
+    }
+
+    #[setter(total)]
+    fn set_total(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.set_total_tokens(py, value)
+    }
+
+    /// Alias of `borrowed_tokens` (toolcase).
+    #[getter(borrowed)]
+    fn borrowed_alias(&self) -> usize {
+        self.borrowed()
+    }
+
+    /// Alias of `available_tokens` (toolcase).
+    #[getter]
+    fn available(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.available_tokens(py)
+    }
+
+    fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let borrowers: Vec<Py<PyAny>> = self
+            .borrowers
+            .0
+            .lock()
+            .values()
+            .map(|o| o.clone_ref(py))
+            .collect();
+        stats_type(py, "CapacityLimiterStatistics")?.call1((
+            self.borrowed(),
+            self.total_tokens(py)?,
+            PyTuple::new(py, borrowers)?,
+            self.shared.waiting(),
+        ))
+    }
+
+    fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Waiting>> {
+        let (holder, obj) = current_holder(py)?;
+        self.borrow_wait(py, holder, obj, None, true)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, Ready>> {
+        self.release(py)?;
+        Ready::none(py)
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<()> {
+        self.acquire_blocking(py, None).map(|_| ())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<CapacityLimiter {}/{} borrowed waiters={}>",
+            self.borrowed(),
+            self.total_value(),
+            self.shared.waiting()
+        )
+    }
+}
