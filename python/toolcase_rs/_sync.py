@@ -91,12 +91,16 @@ class Condition:
 
     def _check_held(self, what: str) -> None:
         if self._lock.statistics().owner is not _current_owner():
-            raise RuntimeError(f"{what} needs the condition's lock: use `async with cond:`")
+            raise RuntimeError(
+                f"The current task is not holding the underlying lock ({what} needs it: use "
+                "`async with cond:`)"
+            )
 
     async def wait(self) -> None:
         """Release the lock, wait to be notified, and re-acquire the lock."""
+        if current_effective_deadline() == -math.inf:
+            await checkpoint()  # raises: the scope is cancelled
         self._check_held("Condition.wait()")
-        await checkpoint()
         event = Event()
         with self._mutex:
             self._waiters.append(event)
@@ -107,6 +111,12 @@ class Condition:
             with self._mutex:
                 if not event.is_set():
                     self._waiters.remove(event)
+                    passed_on = None
+                else:
+                    # Notified but leaving: pass the notification on to the next waiter.
+                    passed_on = self._waiters.popleft() if self._waiters else None
+            if passed_on is not None:
+                passed_on.set()
             raise
         finally:
             with CancelScope(shield=True):
@@ -130,7 +140,12 @@ class Condition:
 
     def notify_all(self) -> None:
         """Wake every waiter (the caller must hold the lock)."""
-        self.notify(len(self._waiters))
+        self._check_held("Condition.notify_all()")
+        with self._mutex:
+            events = list(self._waiters)
+            self._waiters.clear()
+        for event in events:
+            event.set()
 
     def statistics(self) -> ConditionStatistics:
         return ConditionStatistics(len(self._waiters), self._lock.statistics())

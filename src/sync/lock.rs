@@ -86,23 +86,46 @@ impl OwnerRecord {
     }
 }
 
-/// Wraps an acquire so that, once it succeeds, its owner is recorded.
-struct Recorded<P: Permits> {
-    inner: Acquire<P>,
+/// A lock acquire. The owner is the task that runs it (resolved when it starts, so an
+/// `acquire()` created in one task and awaited in another belongs to the second); once it
+/// succeeds the owner is recorded for `statistics()`.
+struct LockAcquire {
+    shared: SharedRef<LockPermits>,
     record: Arc<OwnerRecord>,
-    holder: Holder,
-    obj: Option<Py<PyAny>>,
+    fast: bool,
+    timeout: Option<f64>,
+    /// Built on the first resume.
+    inner: Option<Acquire<LockPermits>>,
+    holder: Option<(Holder, Py<PyAny>)>,
     /// `async with` yields None rather than the acquire's True.
     yield_none: bool,
 }
 
-impl<P: Permits> Drive for Recorded<P> {
+impl Drive for LockAcquire {
     fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
-        let step = self.inner.resume(py, input)?;
+        if self.inner.is_none() {
+            if let Input::Throw(err) = input {
+                return Err(err);
+            }
+            let (holder, obj) = current_holder(py)?;
+            check_not_owner(&self.shared, holder)?;
+            self.inner = Some(Acquire::new(
+                self.shared.clone(),
+                holder,
+                self.fast,
+                self.timeout,
+            ));
+            self.holder = Some((holder, obj));
+        }
+        let step = self
+            .inner
+            .as_mut()
+            .expect("built above")
+            .resume(py, input)?;
         if let Step::Return(v) = &step {
             if v.bind(py).is_truthy()? {
-                if let Some(obj) = self.obj.take() {
-                    self.record.set(self.holder, obj);
+                if let Some((holder, obj)) = self.holder.take() {
+                    self.record.set(holder, obj);
                 }
                 if self.yield_none {
                     return Ok(Step::Return(py.None()));
@@ -113,8 +136,20 @@ impl<P: Permits> Drive for Recorded<P> {
     }
 
     fn close(&mut self, py: Python<'_>) {
-        self.inner.close(py);
+        if let Some(inner) = &mut self.inner {
+            inner.close(py);
+        }
     }
+}
+
+fn check_not_owner(shared: &SharedRef<LockPermits>, holder: Holder) -> PyResult<()> {
+    let core = shared.lock();
+    if !core.permits.reentrant && core.permits.owner == Some(holder) {
+        return Err(PyRuntimeError::new_err(
+            "Attempted to acquire an already held Lock (it is not re-entrant; use RLock)",
+        ));
+    }
+    Ok(())
 }
 
 /// Shared implementation of Lock and RLock.
@@ -147,19 +182,15 @@ impl LockCore {
         timeout: Option<f64>,
         yield_none: bool,
     ) -> PyResult<Bound<'py, Waiting>> {
-        let (holder, obj) = current_holder(py)?;
-        if !self.reentrant() && self.shared.lock().permits.owner == Some(holder) {
-            return Err(PyRuntimeError::new_err(
-                "Attempted to acquire an already held Lock (it is not re-entrant; use RLock)",
-            ));
-        }
         Waiting::new(
             py,
-            Recorded {
-                inner: Acquire::new(self.shared.clone(), holder, self.fast, timeout),
+            LockAcquire {
+                shared: self.shared.clone(),
                 record: self.owner.clone(),
-                holder,
-                obj: Some(obj),
+                fast: self.fast,
+                timeout,
+                inner: None,
+                holder: None,
                 yield_none,
             },
         )
@@ -167,11 +198,7 @@ impl LockCore {
 
     pub fn acquire_nowait(&self, py: Python<'_>) -> PyResult<()> {
         let (holder, obj) = current_holder(py)?;
-        if !self.reentrant() && self.shared.lock().permits.owner == Some(holder) {
-            return Err(PyRuntimeError::new_err(
-                "Attempted to acquire an already held Lock (it is not re-entrant; use RLock)",
-            ));
-        }
+        check_not_owner(&self.shared, holder)?;
         if !self.shared.try_acquire(&holder) {
             return Err(exception(py, "WouldBlock", "the lock is held".into()));
         }

@@ -153,9 +153,10 @@ impl Wakeups {
     /// Performs the wake-ups (call with no primitive lock held).
     pub fn run(self, py: Python<'_>) -> PyResult<()> {
         let current = asyncio::running_loop_opt(py)?.map(|l| l.as_ptr() as usize);
-        let mut queue = self.0;
+        // In grant order: waiters granted first must wake first.
+        let mut queue: std::collections::VecDeque<Wakeup> = self.0.into();
         let mut first_err = None;
-        while let Some(w) = queue.pop() {
+        while let Some(w) = queue.pop_front() {
             match w.wake {
                 Wake::Future { fut, port } => {
                     if Some(port.loop_id) == current {

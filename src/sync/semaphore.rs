@@ -274,22 +274,48 @@ impl Borrowers {
     }
 }
 
+/// A limiter acquire. The default borrower is the task that runs it (resolved when it starts);
+/// once it succeeds the borrower object is recorded for `statistics()`.
 struct Borrowing {
-    inner: Acquire<LimiterPermits>,
+    shared: SharedRef<LimiterPermits>,
     record: Arc<Borrowers>,
-    holder: Holder,
-    obj: Option<Py<PyAny>>,
+    fast: bool,
+    timeout: Option<f64>,
+    /// None: the current task or thread, resolved on the first resume.
+    holder: Option<(Holder, Py<PyAny>)>,
+    inner: Option<Acquire<LimiterPermits>>,
     /// `async with` yields None; `acquire()` returns True/False.
     yield_none: bool,
 }
 
 impl Drive for Borrowing {
     fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
-        let step = self.inner.resume(py, input)?;
+        if self.inner.is_none() {
+            if let Input::Throw(err) = input {
+                return Err(err);
+            }
+            let (holder, obj) = match self.holder.take() {
+                Some(h) => h,
+                None => current_holder(py)?,
+            };
+            check_not_borrowing(&self.shared, holder)?;
+            self.inner = Some(Acquire::new(
+                self.shared.clone(),
+                holder,
+                self.fast,
+                self.timeout,
+            ));
+            self.holder = Some((holder, obj));
+        }
+        let step = self
+            .inner
+            .as_mut()
+            .expect("built above")
+            .resume(py, input)?;
         if let Step::Return(v) = &step {
             if v.bind(py).is_truthy()? {
-                if let Some(obj) = self.obj.take() {
-                    self.record.add(self.holder, obj);
+                if let Some((holder, obj)) = self.holder.take() {
+                    self.record.add(holder, obj);
                 }
                 if self.yield_none {
                     return Ok(Step::Return(py.None()));
@@ -300,8 +326,19 @@ impl Drive for Borrowing {
     }
 
     fn close(&mut self, py: Python<'_>) {
-        self.inner.close(py);
+        if let Some(inner) = &mut self.inner {
+            inner.close(py);
+        }
     }
+}
+
+fn check_not_borrowing(shared: &SharedRef<LimiterPermits>, holder: Holder) -> PyResult<()> {
+    if shared.lock().permits.borrowers.contains(&holder) {
+        return Err(PyRuntimeError::new_err(
+            "this borrower is already holding one of this CapacityLimiter's tokens",
+        ));
+    }
+    Ok(())
 }
 
 fn total_arg(value: &Bound<'_, PyAny>) -> PyResult<f64> {
@@ -345,34 +382,30 @@ pub struct CapacityLimiter {
 }
 
 impl CapacityLimiter {
+    /// `holder` None: the task that runs the acquire.
     fn borrow_wait<'py>(
         &self,
         py: Python<'py>,
-        holder: Holder,
-        obj: Py<PyAny>,
+        holder: Option<(Holder, Py<PyAny>)>,
         timeout: Option<f64>,
         yield_none: bool,
     ) -> PyResult<Bound<'py, Waiting>> {
-        self.check_not_borrowing(holder)?;
         Waiting::new(
             py,
             Borrowing {
-                inner: Acquire::new(self.shared.clone(), holder, self.fast, timeout),
+                shared: self.shared.clone(),
                 record: self.borrowers.clone(),
+                fast: self.fast,
+                timeout,
                 holder,
-                obj: Some(obj),
+                inner: None,
                 yield_none,
             },
         )
     }
 
     fn check_not_borrowing(&self, holder: Holder) -> PyResult<()> {
-        if self.shared.lock().permits.borrowers.contains(&holder) {
-            return Err(PyRuntimeError::new_err(
-                "this borrower is already holding one of this CapacityLimiter's tokens",
-            ));
-        }
-        Ok(())
+        check_not_borrowing(&self.shared, holder)
     }
 
     fn take_nowait(&self, py: Python<'_>, holder: Holder, obj: Py<PyAny>) -> PyResult<()> {
@@ -431,8 +464,7 @@ impl CapacityLimiter {
     #[pyo3(signature = (timeout=None))]
     fn acquire<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, Waiting>> {
         let timeout = super::check_timeout(timeout)?;
-        let (holder, obj) = current_holder(py)?;
-        self.borrow_wait(py, holder, obj, timeout, false)
+        self.borrow_wait(py, None, timeout, false)
     }
 
     fn acquire_nowait(&self, py: Python<'_>) -> PyResult<()> {
@@ -450,7 +482,8 @@ impl CapacityLimiter {
     ) -> PyResult<Bound<'py, Waiting>> {
         let timeout = super::check_timeout(timeout)?;
         let holder = Holder(borrower.as_ptr() as usize);
-        self.borrow_wait(py, holder, borrower.unbind(), timeout, false)
+        self.check_not_borrowing(holder)?;
+        self.borrow_wait(py, Some((holder, borrower.unbind())), timeout, false)
     }
 
     fn acquire_on_behalf_of_nowait(
@@ -555,8 +588,7 @@ impl CapacityLimiter {
     }
 
     fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Waiting>> {
-        let (holder, obj) = current_holder(py)?;
-        self.borrow_wait(py, holder, obj, None, true)
+        self.borrow_wait(py, None, None, true)
     }
 
     #[pyo3(signature = (*_args))]
