@@ -23,6 +23,7 @@ use pyo3::exceptions::{PyStopIteration, PyTypeError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
 
 /// What a state machine does next.
@@ -60,8 +61,25 @@ impl Ready {
         Bound::new(py, Ready { value })
     }
 
+    /// A shared, already-complete awaitable of None (no allocation per use).
     pub fn none(py: Python<'_>) -> PyResult<Bound<'_, Ready>> {
-        Self::new(py, py.None())
+        static NONE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
+        let ready = NONE.get_or_try_init(py, || Py::new(py, Ready { value: py.None() }))?;
+        Ok(ready.bind(py).clone())
+    }
+
+    /// A shared, already-complete awaitable of True.
+    pub fn true_(py: Python<'_>) -> PyResult<Bound<'_, Ready>> {
+        static TRUE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
+        let ready = TRUE.get_or_try_init(py, || {
+            Py::new(
+                py,
+                Ready {
+                    value: pyo3::types::PyBool::new(py, true).to_owned().into_any().unbind(),
+                },
+            )
+        })?;
+        Ok(ready.bind(py).clone())
     }
 }
 

@@ -248,6 +248,16 @@ pub fn forget_task(py: Python<'_>, key: TaskKey) -> Option<TaskEntry> {
     Some(entry)
 }
 
+/// The Task object of a task this thread's runtime knows (None for an eager child still in
+/// its first step, or a key of another thread).
+pub fn task_object(py: Python<'_>, key: TaskKey) -> Option<Py<PyAny>> {
+    with_rt(|rt| {
+        rt.tree
+            .task(key)
+            .and_then(|n| n.payload.task.as_ref().map(|t| t.clone_ref(py)))
+    })
+}
+
 /// Looks up a task-group child by its Task.
 pub fn child_key(task: &Bound<'_, PyAny>) -> Option<TaskKey> {
     let id = ptr_key(task);

@@ -14,10 +14,11 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use super::{
-    acquire_blocking, check_blocking_allowed, current_holder, exception, stats_type, Acquire,
-    Holder, Permits, Ready, Shared, SharedRef, Waiting,
+    acquire_blocking, check_blocking_allowed, current_holder, entered, exception, stats_type,
+    Acquire, Holder, Permits, Ready, Shared, SharedRef, Waiting,
 };
 use crate::awaitable::{Drive, Input, Step};
+use crate::runtime;
 
 pub struct LockPermits {
     reentrant: bool,
@@ -58,8 +59,10 @@ impl Permits for LockPermits {
     }
 }
 
-/// The object (task or thread) that owns a lock, for `statistics()`; kept outside the
-/// primitive's mutex so dropping it never happens under that lock.
+/// The object that owns a lock, for `statistics()`, recorded by the acquire paths that wait
+/// (the task may have finished by the time anyone asks) and by the blocking API; kept outside
+/// the primitive's mutex so dropping it never happens under that lock. The uncontended
+/// `async with` path skips it: that owner is a running task the runtime can name.
 #[derive(Default)]
 pub struct OwnerRecord(Mutex<Option<(Holder, Py<PyAny>)>>);
 
@@ -81,8 +84,14 @@ impl OwnerRecord {
         drop(old);
     }
 
-    pub fn get(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.0.lock().as_ref().map(|(_, o)| o.clone_ref(py))
+    pub fn get(&self, py: Python<'_>, holder: Holder) -> Option<Py<PyAny>> {
+        let recorded = self
+            .0
+            .lock()
+            .as_ref()
+            .filter(|(h, _)| *h == holder)
+            .map(|(_, o)| o.clone_ref(py));
+        holder.object(py, recorded)
     }
 }
 
@@ -196,6 +205,37 @@ impl LockCore {
         )
     }
 
+    /// `async with lock:` entry: takes the lock at once when it is free (one lookup of the
+    /// current task, no awaitable state machine), else waits like `acquire()`.
+    pub fn enter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let Some(cur) = runtime::current(py, true)? else {
+            return Ok(self.acquire(py, None, true)?.into_any());
+        };
+        if let Some(err) = runtime::cancellation_of(py, cur.key) {
+            return Err(err);
+        }
+        let holder = Holder::task(cur.key);
+        if !self.take_now(holder)? {
+            return Ok(self.acquire(py, None, true)?.into_any());
+        }
+        let shared = self.shared.clone();
+        entered(py, self.fast, py.None(), move || {
+            Box::new(move |py| shared.release(&holder).run(py))
+        })
+    }
+
+    /// Takes the lock for `holder` if it is free and nobody waits, in one critical section.
+    fn take_now(&self, holder: Holder) -> PyResult<bool> {
+        let mut core = self.shared.lock();
+        if !core.permits.reentrant && core.permits.owner == Some(holder) {
+            return Err(PyRuntimeError::new_err(
+                "Attempted to acquire an already held Lock (it is not re-entrant; use RLock)",
+            ));
+        }
+        Ok((core.waiters_empty() || core.permits.may_barge(&holder))
+            && core.permits.try_take(&holder))
+    }
+
     pub fn acquire_nowait(&self, py: Python<'_>) -> PyResult<()> {
         let (holder, obj) = current_holder(py)?;
         check_not_owner(&self.shared, holder)?;
@@ -224,8 +264,8 @@ impl LockCore {
 
     pub fn release(&self, py: Python<'_>) -> PyResult<()> {
         let (holder, _) = current_holder(py)?;
-        let still_owned = {
-            let core = self.shared.lock();
+        let wakeups = {
+            let mut core = self.shared.lock();
             if core.permits.owner != Some(holder) {
                 return Err(PyRuntimeError::new_err(if core.permits.owner.is_none() {
                     "release() called on an unlocked lock"
@@ -233,12 +273,13 @@ impl LockCore {
                     "The current task is not holding this lock"
                 }));
             }
-            core.permits.count > 1
+            core.permits.put_back(&holder);
+            let mut out = super::Wakeups::default();
+            self.shared.grant_waiting(&mut core, &mut out);
+            out
         };
-        if !still_owned {
-            self.owner.clear_if(holder);
-        }
-        self.shared.release(&holder).run(py)
+        self.owner.clear_if(holder);
+        wakeups.run(py)
     }
 
     pub fn locked(&self) -> bool {
@@ -246,11 +287,12 @@ impl LockCore {
     }
 
     pub fn statistics<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let (locked, count) = {
+        let (owner, count) = {
             let core = self.shared.lock();
-            (core.permits.owner.is_some(), core.permits.count)
+            (core.permits.owner, core.permits.count)
         };
-        let owner = if locked { self.owner.get(py) } else { None };
+        let locked = owner.is_some();
+        let owner = owner.and_then(|h| self.owner.get(py, h));
         let waiting = self.shared.waiting();
         let cls = stats_type(py, name)?;
         if self.reentrant() {
@@ -312,15 +354,17 @@ macro_rules! lock_methods {
                 self.core.statistics(py, $stats)
             }
 
-            fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Waiting>> {
-                self.core.acquire(py, None, true)
+            fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                self.core.enter(py)
             }
 
-            #[pyo3(signature = (*_args))]
+            #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
             fn __aexit__<'py>(
                 &self,
                 py: Python<'py>,
-                _args: &Bound<'py, pyo3::types::PyTuple>,
+                _exc_type: Option<&Bound<'py, PyAny>>,
+                _exc: Option<&Bound<'py, PyAny>>,
+                _tb: Option<&Bound<'py, PyAny>>,
             ) -> PyResult<Bound<'py, Ready>> {
                 self.core.release(py)?;
                 Ready::none(py)

@@ -152,6 +152,9 @@ impl Wakeups {
 
     /// Performs the wake-ups (call with no primitive lock held).
     pub fn run(self, py: Python<'_>) -> PyResult<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
         let current = asyncio::running_loop_opt(py)?.map(|l| l.as_ptr() as usize);
         // In grant order: waiters granted first must wake first.
         let mut queue: std::collections::VecDeque<Wakeup> = self.0.into();
@@ -210,6 +213,12 @@ struct Entry<C> {
 pub struct Core<P: Permits> {
     pub permits: P,
     waiters: WaiterQueue<Entry<P::Claim>>,
+}
+
+impl<P: Permits> Core<P> {
+    pub fn waiters_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
 }
 
 /// A primitive's shared state.
@@ -510,6 +519,70 @@ pub fn check_timeout(timeout: Option<f64>) -> PyResult<Option<f64>> {
     }
 }
 
+/// Undoes an acquire whose checkpoint yield was interrupted.
+pub type Undo = Box<dyn FnOnce(Python<'_>) -> PyResult<()> + Send + Sync>;
+
+/// An acquire that already succeeded: yields to the loop once (AnyIO's cancel-shielded
+/// checkpoint), then finishes with `value`.
+///
+/// Cancel safety: interrupted during that yield (a native cancel, or the coroutine closed), it
+/// releases what was acquired before propagating.
+pub struct CheckpointAfter {
+    value: Py<PyAny>,
+    undo: Option<Undo>,
+    yielded: bool,
+}
+
+impl CheckpointAfter {
+    pub fn new(value: Py<PyAny>, undo: Undo) -> Self {
+        CheckpointAfter {
+            value,
+            undo: Some(undo),
+            yielded: false,
+        }
+    }
+}
+
+impl Drive for CheckpointAfter {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        if let Input::Throw(err) = input {
+            if let Some(undo) = self.undo.take() {
+                undo(py)?;
+            }
+            return Err(err);
+        }
+        if !self.yielded {
+            self.yielded = true;
+            return Ok(Step::Yield(py.None()));
+        }
+        self.undo = None;
+        Ok(Step::Return(self.value.clone_ref(py)))
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        if let Some(undo) = self.undo.take() {
+            let _ = undo(py);
+        }
+    }
+}
+
+/// What `__aenter__` returns once the permit is held: done at once with `fast_acquire`, else
+/// after one checkpoint yield (`undo` is only built for that case).
+pub fn entered<'py>(
+    py: Python<'py>,
+    fast: bool,
+    value: Py<PyAny>,
+    undo: impl FnOnce() -> Undo,
+) -> PyResult<Bound<'py, PyAny>> {
+    if fast {
+        if value.is_none(py) {
+            return Ok(Ready::none(py)?.into_any());
+        }
+        return Ok(Ready::new(py, value)?.into_any());
+    }
+    Ok(Waiting::new(py, CheckpointAfter::new(value, undo()))?.into_any())
+}
+
 /// Refuses blocking calls on a thread that runs an event loop (they would freeze it).
 pub fn check_blocking_allowed(py: Python<'_>, what: &str) -> PyResult<()> {
     if asyncio::running_loop_opt(py)?.is_some() {
@@ -542,24 +615,50 @@ pub fn acquire_blocking<P: Permits>(
     Ok(false)
 }
 
-/// The identity of whoever holds a permit: a task or a thread.
+/// The identity of whoever holds a permit: a task, a thread, or a borrower object.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct Holder(pub usize);
+pub struct Holder(u64);
 
-/// The current task, or the current thread when no task runs.
-pub fn current_holder(py: Python<'_>) -> PyResult<(Holder, Py<PyAny>)> {
-    if let Some(cur) = runtime::current(py, false)? {
-        if let Some(t) = cur.task {
-            return Ok((Holder(t.as_ptr() as usize), t.unbind()));
-        }
+impl Holder {
+    /// A task known to the runtime: its key stays the same while an eager child turns into a
+    /// Task, so a lock taken in the child's first step is still its own afterwards.
+    pub fn task(key: crate::scope::tree::TaskKey) -> Holder {
+        use slotmap::Key;
+        Holder(key.data().as_ffi() | 1 << 63)
     }
-    if let Some(t) = asyncio::current_task(py)? {
-        return Ok((Holder(t.as_ptr() as usize), t.unbind()));
+
+    /// The task behind a task holder.
+    pub fn task_key(self) -> Option<crate::scope::tree::TaskKey> {
+        (self.0 & 1 << 63 != 0).then(|| slotmap::KeyData::from_ffi(self.0 & !(1 << 63)).into())
+    }
+
+    /// The object to report for this holder in `statistics()`: the task (when this thread's
+    /// runtime knows it) or the recorded object.
+    pub fn object(self, py: Python<'_>, recorded: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
+        recorded.or_else(|| self.task_key().and_then(|k| runtime::task_object(py, k)))
+    }
+
+    /// Any other object (a thread, an explicit borrower), by identity; user-space addresses
+    /// never have the top bit set, so these never collide with task holders.
+    pub fn of(obj: &Bound<'_, PyAny>) -> Holder {
+        Holder(obj.as_ptr() as u64)
+    }
+}
+
+/// The current task (registered with the runtime, so its identity is stable), or the current
+/// thread outside a task; with the object to report in `statistics()`.
+pub fn current_holder(py: Python<'_>) -> PyResult<(Holder, Py<PyAny>)> {
+    if let Some(cur) = runtime::current(py, true)? {
+        let obj = match cur.task {
+            Some(t) => t.unbind(),
+            None => asyncio::current_task(py)?.map_or_else(|| py.None(), Bound::unbind),
+        };
+        return Ok((Holder::task(cur.key), obj));
     }
     let thread = py
         .import("threading")?
         .call_method0(intern!(py, "current_thread"))?;
-    Ok((Holder(thread.as_ptr() as usize), thread.unbind()))
+    Ok((Holder::of(&thread), thread.unbind()))
 }
 
 /// Python-level statistics types (frozen dataclasses defined in `toolcase_rs._types`).

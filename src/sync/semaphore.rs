@@ -17,10 +17,11 @@ use pyo3::types::PyTuple;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
-    acquire_blocking, check_blocking_allowed, current_holder, exception, stats_type, Acquire,
-    Holder, Permits, Ready, Shared, SharedRef, Waiting, Wakeups,
+    acquire_blocking, check_blocking_allowed, current_holder, entered, exception, stats_type,
+    Acquire, Holder, Permits, Ready, Shared, SharedRef, Waiting, Wakeups,
 };
 use crate::awaitable::{Drive, Input, Step};
+use crate::runtime;
 
 // ----- Semaphore -----------------------------------------------------------------------------
 
@@ -200,15 +201,31 @@ impl Semaphore {
         stats_type(py, "SemaphoreStatistics")?.call1((self.shared.waiting(),))
     }
 
-    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Waiting>> {
-        Self::acquire_impl(slf, None, true)
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = slf.get();
+        if let Some(err) = runtime::current_cancellation(py)? {
+            return Err(err);
+        }
+        if !me.shared.try_acquire(&()) {
+            return Ok(Self::acquire_impl(slf, None, true)?.into_any());
+        }
+        let shared = me.shared.clone();
+        entered(
+            py,
+            me.fast,
+            slf.clone().into_any().unbind(),
+            move || Box::new(move |py| shared.release(&()).run(py)),
+        )
     }
 
-    #[pyo3(signature = (*_args))]
+    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
     fn __aexit__<'py>(
         &self,
         py: Python<'py>,
-        _args: &Bound<'py, PyTuple>,
+        _exc_type: Option<&Bound<'py, PyAny>>,
+        _exc: Option<&Bound<'py, PyAny>>,
+        _tb: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, Ready>> {
         self.release(py)?;
         Ready::none(py)
@@ -263,14 +280,26 @@ impl Permits for LimiterPermits {
 struct Borrowers(Mutex<FxHashMap<Holder, Py<PyAny>>>);
 
 impl Borrowers {
+    // Task borrowers are looked up in the runtime instead (see lock.rs OwnerRecord).
     fn add(&self, holder: Holder, obj: Py<PyAny>) {
+        if holder.task_key().is_some() {
+            return;
+        }
         let old = self.0.lock().insert(holder, obj);
         drop(old);
     }
 
     fn remove(&self, holder: Holder) {
+        if holder.task_key().is_some() {
+            return;
+        }
         let old = self.0.lock().remove(&holder);
         drop(old);
+    }
+
+    fn object(&self, py: Python<'_>, holder: Holder) -> Option<Py<PyAny>> {
+        let recorded = self.0.lock().get(&holder).map(|o| o.clone_ref(py));
+        holder.object(py, recorded)
     }
 }
 
@@ -418,13 +447,20 @@ impl CapacityLimiter {
     }
 
     fn give_back(&self, py: Python<'_>, holder: Holder) -> PyResult<()> {
-        if !self.shared.lock().permits.borrowers.contains(&holder) {
-            return Err(PyRuntimeError::new_err(
-                "this borrower isn't holding any of this CapacityLimiter's tokens",
-            ));
-        }
+        let wakeups = {
+            let mut core = self.shared.lock();
+            if !core.permits.borrowers.contains(&holder) {
+                return Err(PyRuntimeError::new_err(
+                    "this borrower isn't holding any of this CapacityLimiter's tokens",
+                ));
+            }
+            core.permits.put_back(&holder);
+            let mut out = Wakeups::default();
+            self.shared.grant_waiting(&mut core, &mut out);
+            out
+        };
         self.borrowers.remove(holder);
-        self.shared.release(&holder).run(py)
+        wakeups.run(py)
     }
 
     fn total_value(&self) -> f64 {
@@ -481,7 +517,7 @@ impl CapacityLimiter {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, Waiting>> {
         let timeout = super::check_timeout(timeout)?;
-        let holder = Holder(borrower.as_ptr() as usize);
+        let holder = Holder::of(&borrower);
         self.check_not_borrowing(holder)?;
         self.borrow_wait(py, Some((holder, borrower.unbind())), timeout, false)
     }
@@ -491,7 +527,7 @@ impl CapacityLimiter {
         py: Python<'_>,
         borrower: Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let holder = Holder(borrower.as_ptr() as usize);
+        let holder = Holder::of(&borrower);
         self.take_nowait(py, holder, borrower.unbind())
     }
 
@@ -515,7 +551,7 @@ impl CapacityLimiter {
     }
 
     fn release_on_behalf_of(&self, py: Python<'_>, borrower: Bound<'_, PyAny>) -> PyResult<()> {
-        self.give_back(py, Holder(borrower.as_ptr() as usize))
+        self.give_back(py, Holder::of(&borrower))
     }
 
     /// Total number of tokens (an int, or `math.inf`); setting it wakes waiters at once.
@@ -572,12 +608,10 @@ impl CapacityLimiter {
     }
 
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let borrowers: Vec<Py<PyAny>> = self
-            .borrowers
-            .0
-            .lock()
-            .values()
-            .map(|o| o.clone_ref(py))
+        let holders: Vec<Holder> = self.shared.lock().permits.borrowers.iter().copied().collect();
+        let borrowers: Vec<Py<PyAny>> = holders
+            .into_iter()
+            .filter_map(|h| self.borrowers.object(py, h))
             .collect();
         stats_type(py, "CapacityLimiterStatistics")?.call1((
             self.borrowed(),
@@ -587,15 +621,39 @@ impl CapacityLimiter {
         ))
     }
 
-    fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Waiting>> {
-        self.borrow_wait(py, None, None, true)
+    fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let Some(cur) = runtime::current(py, true)? else {
+            return Ok(self.borrow_wait(py, None, None, true)?.into_any());
+        };
+        if let Some(err) = runtime::cancellation_of(py, cur.key) {
+            return Err(err);
+        }
+        let holder = Holder::task(cur.key);
+        let taken = {
+            let mut core = self.shared.lock();
+            if core.permits.borrowers.contains(&holder) {
+                return Err(PyRuntimeError::new_err(
+                    "this borrower is already holding one of this CapacityLimiter's tokens",
+                ));
+            }
+            core.waiters_empty() && core.permits.try_take(&holder)
+        };
+        if !taken {
+            return Ok(self.borrow_wait(py, None, None, true)?.into_any());
+        }
+        let shared = self.shared.clone();
+        entered(py, self.fast, py.None(), move || {
+            Box::new(move |py| shared.release(&holder).run(py))
+        })
     }
 
-    #[pyo3(signature = (*_args))]
+    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
     fn __aexit__<'py>(
         &self,
         py: Python<'py>,
-        _args: &Bound<'py, PyTuple>,
+        _exc_type: Option<&Bound<'py, PyAny>>,
+        _exc: Option<&Bound<'py, PyAny>>,
+        _tb: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, Ready>> {
         self.release(py)?;
         Ready::none(py)
