@@ -267,6 +267,9 @@ pub fn child_key(task: &Bound<'_, PyAny>) -> Option<TaskKey> {
 /// True when code running in the current task is inside an effectively cancelled scope; the
 /// error to raise is returned then.
 pub fn current_cancellation(py: Python<'_>) -> PyResult<Option<PyErr>> {
+    if !with_rt(|rt| rt.tree.any_cancelled()) {
+        return Ok(None);
+    }
     let Some(cur) = current(py, false)? else {
         return Ok(None);
     };

@@ -92,6 +92,9 @@ pub struct Exited<S> {
 pub struct ScopeTree<T, S> {
     scopes: SlotMap<ScopeKey, ScopeNode<S>>,
     tasks: SlotMap<TaskKey, TaskNode<T>>,
+    /// Number of active scopes with `eff` set. Zero means no code on this thread can be
+    /// cancelled by a scope, which lets checkpoints skip looking up the current task.
+    cancelled_scopes: usize,
 }
 
 impl<T, S> Default for ScopeTree<T, S> {
@@ -105,6 +108,7 @@ impl<T, S> ScopeTree<T, S> {
         Self {
             scopes: SlotMap::with_key(),
             tasks: SlotMap::with_key(),
+            cancelled_scopes: 0,
         }
     }
 
@@ -238,6 +242,7 @@ impl<T, S> ScopeTree<T, S> {
             eff,
             payload,
         });
+        self.cancelled_scopes += usize::from(eff);
         if let Some(p) = parent {
             self.link_scope(key, p);
             self.detach_task(task, p);
@@ -282,6 +287,7 @@ impl<T, S> ScopeTree<T, S> {
         node.cancel_called = true;
         if !node.eff {
             node.eff = true;
+            self.cancelled_scopes += 1;
             self.propagate(key, &mut out);
         }
         out
@@ -333,6 +339,12 @@ impl<T, S> ScopeTree<T, S> {
         deadline
     }
 
+    /// True when some active scope is effectively cancelled.
+    #[inline]
+    pub fn any_cancelled(&self) -> bool {
+        self.cancelled_scopes > 0
+    }
+
     pub fn scope_count(&self) -> usize {
         self.scopes.len()
     }
@@ -380,6 +392,7 @@ impl<T, S> ScopeTree<T, S> {
             }
         }
         let node = self.scopes.remove(key).expect("scope present");
+        self.cancelled_scopes -= usize::from(node.eff);
         debug_assert!(self.tasks.get(host).is_none_or(|t| t.scope != Some(key)));
         let parent_eff = parent.is_some_and(|p| self.scopes[p].eff);
         Exited {
@@ -431,6 +444,14 @@ impl<T, S> ScopeTree<T, S> {
         self.tasks[task].scope = None;
     }
 
+    fn count_flip(&mut self, eff: bool) {
+        if eff {
+            self.cancelled_scopes += 1;
+        } else {
+            self.cancelled_scopes -= 1;
+        }
+    }
+
     /// Recomputes `eff` of `key` from its parent and, if it flipped, its subtree.
     fn refresh(&mut self, key: ScopeKey, out: &mut Vec<TaskKey>) {
         let node = &self.scopes[key];
@@ -438,6 +459,7 @@ impl<T, S> ScopeTree<T, S> {
         let eff = node.cancel_called || (!node.shield && parent_eff);
         if eff != node.eff {
             self.scopes[key].eff = eff;
+            self.count_flip(eff);
             self.propagate(key, out);
         }
     }
@@ -463,6 +485,11 @@ impl<T, S> ScopeTree<T, S> {
                 let new = child.cancel_called || (!child.shield && eff);
                 if new != child.eff {
                     child.eff = new;
+                    if new {
+                        self.cancelled_scopes += 1;
+                    } else {
+                        self.cancelled_scopes -= 1;
+                    }
                     stack.push(c);
                 }
             }
@@ -513,6 +540,7 @@ mod tests {
         assert!(tree.is_cancelled(t));
         assert!(tree.set_shield(shielded, true).is_empty());
         assert!(!tree.is_cancelled(t));
+        assert!(tree.any_cancelled(), "the outer scope is still cancelled");
         let exited = tree.exit(shielded, t).unwrap();
         assert!(exited.parent_eff);
         assert!(
@@ -536,6 +564,7 @@ mod tests {
         assert!(tree.exit(s1, a).is_ok());
         assert_eq!(tree.exit(s1, a).unwrap_err(), ExitError::NotActive);
         assert_eq!(tree.scope_count(), 0);
+        assert!(!tree.any_cancelled());
     }
 
     #[test]
@@ -586,12 +615,15 @@ mod tests {
         let (child, _) = tree.add_task("child", Some(group));
         enter(&mut tree, child, false);
         enter(&mut tree, child, true);
+        tree.cancel(group);
+        assert!(tree.any_cancelled());
         let (_, leaked) = tree.remove_task(child).unwrap();
         assert_eq!(leaked.len(), 2);
         assert_eq!(tree.scope_count(), 1);
         assert!(tree.exit(group, host).is_ok());
         assert!(tree.remove_task(host).is_some());
         assert_eq!(tree.task_count(), 0);
+        assert!(!tree.any_cancelled(), "the cancelled count follows removals");
     }
 
     #[test]
