@@ -122,6 +122,14 @@ impl Drive for Wait {
     }
 }
 
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if let Phase::Queued(id) = self.phase {
+            self.state.lock().waiters.remove(id);
+        }
+    }
+}
+
 #[pymethods]
 impl Event {
     #[new]

@@ -228,6 +228,18 @@ impl Drive for Get {
     }
 }
 
+impl Drop for Get {
+    fn drop(&mut self) {
+        // Dropped without close() (its Task was destroyed pending): leave the queue, or hand
+        // back an item that was already given to us.
+        if matches!(self.phase, Phase::Queued { .. }) {
+            Python::attach(|py| {
+                let _ = self.leave(py);
+            });
+        }
+    }
+}
+
 /// `await queue.put(item)`.
 ///
 /// Cancel safety: the item is never left in the queue by a cancelled put; a slot granted to it
@@ -330,6 +342,16 @@ impl Drive for Put {
 
     fn close(&mut self, py: Python<'_>) {
         let _ = self.leave(py);
+    }
+}
+
+impl Drop for Put {
+    fn drop(&mut self) {
+        if matches!(self.phase, Phase::Queued { .. }) {
+            Python::attach(|py| {
+                let _ = self.leave(py);
+            });
+        }
     }
 }
 
