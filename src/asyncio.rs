@@ -91,25 +91,28 @@ pub fn running_loop<'py>(py: Python<'py>, what: &str) -> PyResult<Bound<'py, PyA
     running_loop_opt(py)?.ok_or_else(|| no_loop_error(what))
 }
 
-// The running-loop cache.
+// Reading the running loop without `get_running_loop()`.
 //
 // On 3.11 `asyncio.get_running_loop()` makes a `getpid()` system call on every call (a fork
 // check), which made it the largest single cost of entering and exiting a scope. asyncio keeps
-// the running loop in a "holder" object stored in the thread-state dict under this key, and
-// replaces the holder whenever a loop starts or stops running in the thread. So the loop is
-// cached per thread next to a strong reference to the holder it was read under (the reference
-// keeps the holder's address from being reused), and revalidated with one dict lookup. Where
-// the key is absent (other Python versions), every call goes to `get_running_loop()`. A forked
-// child starts with an empty cache (`reset_loop_cache`, registered with `os.register_at_fork`),
-// so asyncio's own fork check still applies there.
+// the running loop in a small "holder" object (`{PyObject_HEAD; PyObject *rl_loop; pid_t
+// rl_pid}`) stored in the thread-state dict under this key. The first time `get_running_loop()`
+// finds a loop, we check that the holder's type and layout are exactly that (the loop pointer
+// sits right after the object header) and from then on read the loop straight from the
+// holder, comparing its pid with ours (kept current across `fork()` by `reset_loop_cache`).
+// Nothing is cached per thread, so no reference to a loop outlives it. Where the check fails
+// (other Python versions store the loop elsewhere) every call goes to `get_running_loop()`.
 const HOLDER_KEY: &str = "__asyncio_running_event_loop__";
 
-/// The holder a loop was read under, and that loop (None: no loop was running).
-type CachedLoop = (Py<PyAny>, Option<Py<PyAny>>);
+/// The holder type, once its layout was verified (0: not verified yet; 1: not usable).
+static HOLDER_TYPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-thread_local! {
-    static LOOP_CACHE: std::cell::RefCell<Option<CachedLoop>> =
-        const { std::cell::RefCell::new(None) };
+#[repr(C)]
+struct RunningLoopHolder {
+    ob_base: ffi::PyObject,
+    rl_loop: *mut ffi::PyObject,
+    rl_pid: libc::pid_t,
 }
 
 fn running_loop_holder(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
@@ -125,38 +128,75 @@ fn running_loop_holder(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
     dict.get_item(intern!(py, HOLDER_KEY)).ok().flatten()
 }
 
+/// Reads the loop out of a holder whose type was verified. `Some(None)`: no loop running.
+fn read_holder<'py>(holder: &Bound<'py, PyAny>) -> Option<Option<Bound<'py, PyAny>>> {
+    let verified = HOLDER_TYPE.load(std::sync::atomic::Ordering::Acquire);
+    if verified <= 1 || holder.get_type().as_ptr() as usize != verified {
+        return None;
+    }
+    let raw = holder.as_ptr().cast::<RunningLoopHolder>();
+    // SAFETY: the object's type is the verified holder type, whose layout was checked against
+    // a live loop (see `verify_holder`); the holder is alive (we hold a reference) and its
+    // fields are only written when a new holder replaces it.
+    let (lp, pid) = unsafe { ((*raw).rl_loop, (*raw).rl_pid) };
+    if lp.is_null() || pid != PID.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: `lp` is the holder's strong reference to the loop (or None); we take our own.
+    let lp = unsafe { Bound::from_borrowed_ptr(holder.py(), lp) };
+    Some((!lp.is_none()).then_some(lp))
+}
+
+/// Checks once that `holder` has the expected layout, given the loop it must hold.
+fn verify_holder(holder: &Bound<'_, PyAny>, loop_: &Bound<'_, PyAny>) {
+    if HOLDER_TYPE.load(std::sync::atomic::Ordering::Acquire) != 0 {
+        return;
+    }
+    let ty = holder.get_type();
+    let named = ty
+        .name()
+        .is_ok_and(|n| n.to_string() == "_RunningLoopHolder");
+    // SAFETY: only reads the pointer-sized word after the object header when the type name
+    // matches asyncio's holder, which is at least that large (tp_basicsize checked).
+    let ok = named
+        && unsafe { (*ty.as_type_ptr()).tp_basicsize as usize }
+            >= std::mem::size_of::<RunningLoopHolder>()
+        && unsafe { (*holder.as_ptr().cast::<RunningLoopHolder>()).rl_loop } == loop_.as_ptr();
+    // SAFETY: getpid has no preconditions.
+    PID.store(
+        unsafe { libc::getpid() },
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let value = if ok { ty.as_ptr() as usize } else { 1 };
+    HOLDER_TYPE.store(value, std::sync::atomic::Ordering::Release);
+}
+
 /// The running loop, or None.
 pub fn running_loop_opt(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     let holder = running_loop_holder(py);
-    if let Some(h) = &holder {
-        let hit = LOOP_CACHE.with(|c| {
-            c.borrow()
-                .as_ref()
-                .filter(|(cached, _)| cached.is(h))
-                .map(|(_, l)| l.as_ref().map(|l| l.clone_ref(py)))
-        });
-        if let Some(found) = hit {
-            return Ok(found.map(|l| l.into_bound(py)));
-        }
+    if let Some(found) = holder.as_ref().and_then(read_holder) {
+        return Ok(found);
     }
     let found = match cache(py).get_running_loop.bind(py).call0() {
         Ok(l) => Some(l),
         Err(e) if e.is_instance_of::<PyRuntimeError>(py) => None,
         Err(e) => return Err(e),
     };
-    if let Some(h) = holder {
-        let entry = (h.unbind(), found.as_ref().map(|l| l.clone().unbind()));
-        let old = LOOP_CACHE.with(|c| c.borrow_mut().replace(entry));
-        drop(old);
+    if let (Some(h), Some(l)) = (&holder, &found) {
+        verify_holder(h, l);
     }
     Ok(found)
 }
 
-/// Forgets the cached running loop of this thread (after `fork()`).
+/// Records the new process id after `fork()`, so holders inherited from the parent are not
+/// read as running loops in the child.
 #[pyfunction]
 pub fn reset_loop_cache() {
-    let old = LOOP_CACHE.with(|c| c.borrow_mut().take());
-    drop(old);
+    // SAFETY: getpid has no preconditions.
+    PID.store(
+        unsafe { libc::getpid() },
+        std::sync::atomic::Ordering::Relaxed,
+    );
 }
 
 pub fn no_loop_error(what: &str) -> PyErr {

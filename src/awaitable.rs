@@ -23,6 +23,7 @@ use pyo3::exceptions::{PyStopIteration, PyTypeError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
 
@@ -48,6 +49,13 @@ pub trait Drive: Send + Sync + 'static {
 
     /// The awaiting coroutine was closed while we were suspended.
     fn close(&mut self, _py: Python<'_>) {}
+
+    /// Visits the Python objects the machine holds, for the cycle collector: a task suspended
+    /// on us forms the cycle Task -> coroutine -> this awaitable -> future -> Task, which must
+    /// be collectable when the task is abandoned. Must only call `visit.call`.
+    fn traverse(&self, _visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        Ok(())
+    }
 }
 
 /// Await helper for a value that is already known.
@@ -75,7 +83,10 @@ impl Ready {
             Py::new(
                 py,
                 Ready {
-                    value: pyo3::types::PyBool::new(py, true).to_owned().into_any().unbind(),
+                    value: pyo3::types::PyBool::new(py, true)
+                        .to_owned()
+                        .into_any()
+                        .unbind(),
                 },
             )
         })?;
@@ -95,6 +106,10 @@ impl Ready {
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         Err(stop_iteration(py, self.value.clone_ref(py)))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.value)
     }
 
     #[pyo3(signature = (value=None))]
@@ -202,6 +217,18 @@ impl Waiting {
         if let Some(mut d) = drive {
             d.close(slf.py());
         }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match &self.drive {
+            Some(d) => d.traverse(&visit),
+            None => Ok(()),
+        }
+    }
+
+    fn __clear__(&mut self) {
+        // Breaks the cycle; the machine's Drop releases what it holds.
+        self.drive = None;
     }
 }
 

@@ -82,6 +82,7 @@ pub struct ScopeEntry {
 }
 
 struct LoopState {
+    /// A weak reference: the runtime must not keep a loop alive after its user dropped it.
     loop_: Py<PyAny>,
     heap: DeadlineHeap<ScopeKey>,
     /// The armed loop timer and the time it fires.
@@ -325,10 +326,16 @@ pub fn deliver(py: Python<'_>, tasks: Vec<TaskKey>) -> PyResult<()> {
 /// until the loop is closed; states of closed loops are dropped when a new loop shows up.
 fn loop_state(py: Python<'_>, loop_: &Bound<'_, PyAny>) -> usize {
     let id = ptr_key(loop_);
-    if !with_rt(|rt| rt.loops.contains_key(&id)) {
+    // The state is keyed by address and holds the loop weakly, so a state whose loop died may
+    // sit under the address of a new loop: only a state whose reference is to this very loop
+    // counts.
+    let known = with_rt(|rt| rt.loops.get(&id).map(|s| s.loop_.clone_ref(py)));
+    let current = known.is_some_and(|w| upgrade(w.bind(py)).is_some_and(|l| l.is(loop_)));
+    if !current {
         sweep_closed_loops(py);
-        let state = LoopState::new(loop_.clone().unbind());
-        with_rt(|rt| rt.loops.insert(id, state));
+        let state = LoopState::new(weak(loop_));
+        let stale = with_rt(|rt| rt.loops.insert(id, state));
+        drop(stale);
     }
     id
 }
@@ -608,7 +615,9 @@ impl DeadlineTimer {
         let Some((loop_, _handle)) = loop_ else {
             return Ok(());
         };
-        let loop_ = loop_.into_bound(py);
+        let Some(loop_) = upgrade(loop_.bind(py)) else {
+            return Ok(());
+        };
         let now: f64 = loop_.call_method0(intern!(py, "time"))?.extract()?;
         let (due, next) = with_rt(|rt| {
             let Runtime { tree, loops, .. } = rt;
@@ -646,15 +655,32 @@ pub fn sweep_closed_loops(py: Python<'_>) {
             .collect()
     });
     for (id, loop_) in loops {
-        let closed = loop_
-            .bind(py)
-            .call_method0(intern!(py, "is_closed"))
-            .and_then(|v| v.is_truthy())
-            .unwrap_or(false);
+        let closed = upgrade(loop_.bind(py)).is_none_or(|l| {
+            l.call_method0(intern!(py, "is_closed"))
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(false)
+        });
         if closed {
             let gone = with_rt(|rt| rt.loops.remove(&id));
             drop(gone);
         }
+    }
+}
+
+/// A weak reference to `obj` (for loops: the runtime and ports must not keep them alive).
+pub fn weak(obj: &Bound<'_, PyAny>) -> Py<PyAny> {
+    use pyo3::types::PyWeakrefReference;
+    PyWeakrefReference::new(obj)
+        .map(|w| w.into_any().unbind())
+        .unwrap_or_else(|_| obj.clone().unbind())
+}
+
+/// The object behind a reference made by `weak` (None once it is gone).
+pub fn upgrade<'py>(weak: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
+    match weak.cast::<PyWeakrefReference>() {
+        Ok(w) => w.upgrade(),
+        Err(_) => Some(weak.clone()),
     }
 }
 

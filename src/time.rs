@@ -15,6 +15,7 @@ use crate::asyncio;
 use crate::awaitable::{Drive, Input, Step, Waiting};
 use crate::runtime;
 use crate::task::handle::FutureSetter;
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 
 /// How long a suspension lasts.
 enum Until {
@@ -82,6 +83,10 @@ impl Drive for Sleep {
 
     fn close(&mut self, py: Python<'_>) {
         self.disarm(py);
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.timer)
     }
 }
 

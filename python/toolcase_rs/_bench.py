@@ -199,8 +199,9 @@ class TraceMeter:
 
 Body = Callable[[int, Probe], Coroutine[Any, Any, None]]
 #: time: seconds per op, median of rounds; latency: firing overshoot per sample, mean and p95;
-#: memory: RSS bytes per parked child, measured in a fresh interpreter.
-Kind = Literal["time", "latency", "memory"]
+#: memory: RSS bytes per parked child, measured in a fresh interpreter; efficiency: ideal time
+#: over measured time (a throughput row, higher is better; its budget is a minimum value).
+Kind = Literal["time", "latency", "memory", "efficiency"]
 
 
 @dataclass
@@ -213,6 +214,10 @@ class Impl:
     samples: list[float] = field(default_factory=list)
     extra: list[float] = field(default_factory=list)  # memory: tracemalloc bytes per op
     error: str = ""
+    # Labels of other implementations of the same workload that `budget` is a ratio to,
+    # instead of the asyncio reference; with several, it must hold against each of them.
+    budget_vs: tuple[str, ...] = ()
+    max_value: float | None = None  # a ceiling on the value itself (seconds per op, say)
 
 
 @dataclass
@@ -226,6 +231,7 @@ class Workload:
     rounds: int
     per: str  # what one op is, for "µs/child"; "" when the title says it
     impls: list[Impl]
+    ideal: float = 0.0  # efficiency: the ideal seconds per op (value = ideal * n / elapsed)
 
 
 @dataclass(frozen=True)
@@ -599,6 +605,8 @@ async def _round(workload: Workload, order: Sequence[Impl], n: int) -> None:
                 elapsed = await _measure(impl, 1 if workload.kind == "latency" else n)
                 if workload.kind == "time":
                     impl.samples.append(elapsed / n)
+                elif workload.kind == "efficiency":
+                    impl.samples.append(workload.ideal * n / elapsed)
                 elif elapsed > FIRE_GIVE_UP:
                     raise RuntimeError(f"deadline did not fire ({elapsed * 1e3:.0f} ms)")
                 else:
@@ -691,15 +699,27 @@ class Row:
     heap: float | None = None  # memory: tracemalloc bytes per op
     error: str = ""
     samples: int = 0  # how many measurements the value summarises
+    budget_vs: tuple[str, ...] = ()  # see Impl.budget_vs
+    budget_ratio: float | None = None  # the largest ratio to the `budget_vs` rows
+    max_value: float | None = None
 
     @property
     def status(self) -> str:
         """The row's verdict: ERROR, PASS or OVER (against the budget), or "" if unbudgeted."""
         if self.error:
             return "ERROR"
-        if self.budget is None or self.ratio is None:
+        verdicts: list[bool] = []
+        ratio = self.budget_ratio if self.budget_vs else self.ratio
+        if self.budget is not None and ratio is not None:
+            if self.kind == "efficiency":  # the budget is a minimum efficiency
+                verdicts.append(self.value is not None and self.value >= self.budget)
+            else:
+                verdicts.append(ratio <= self.budget)
+        if self.max_value is not None and self.value is not None:
+            verdicts.append(self.value <= self.max_value)
+        if not verdicts:
             return ""
-        return "PASS" if self.ratio <= self.budget else "OVER"
+        return "PASS" if all(verdicts) else "OVER"
 
 
 def _rows(workload: Workload) -> list[Row]:
@@ -711,12 +731,17 @@ def _rows(workload: Workload) -> list[Row]:
         return statistics.median(impl.samples)
 
     reference = center(workload.impls[0])
+    centers = {impl.label: center(impl) for impl in workload.impls}
     rows = []
     for impl in workload.impls:
         value = center(impl)
         ratio = None
         if value is not None and reference:
             ratio = value / reference
+        budget_ratio = None
+        others = [centers.get(label) for label in impl.budget_vs]
+        if value is not None and any(others):
+            budget_ratio = max(value / other for other in others if other)
         p95 = None
         if workload.kind == "latency" and len(impl.samples) >= 2:
             p95 = statistics.quantiles(impl.samples, n=20, method="inclusive")[-1]
@@ -734,6 +759,9 @@ def _rows(workload: Workload) -> list[Row]:
                 heap,
                 impl.error,
                 len(impl.samples),
+                impl.budget_vs,
+                budget_ratio,
+                impl.max_value,
             )
         )
     return rows
@@ -888,6 +916,8 @@ def _fmt_result(row: Row) -> str:
         return "error" if row.error else "n/a"
     if row.kind == "time":
         return _fmt_seconds(row.value) + (f"/{row.per}" if row.per else "")
+    if row.kind == "efficiency":
+        return f"{row.value:.1%} of ideal"
     if row.kind == "latency":
         text = f"mean {row.value * 1e3:.3f} ms"
         if row.p95 is not None:
@@ -897,6 +927,24 @@ def _fmt_result(row: Row) -> str:
     if row.heap is not None and RSS_AVAILABLE:
         text += f" (Python heap {row.heap / 1024:.2f})"
     return text
+
+
+def _fmt_budget(row: Row) -> str:
+    parts = []
+    if row.budget is not None:
+        if row.kind == "efficiency":
+            parts.append(f">= {row.budget:.0%}")
+        else:
+            digits = 1 if round(row.budget, 1) == row.budget else 2
+            text = f"<= {row.budget:.{digits}f}x"
+            if row.budget_vs:
+                text += " vs " + " / ".join(row.budget_vs)
+                if row.budget_ratio is not None:
+                    text += f" (is {row.budget_ratio:.2f}x)"
+            parts.append(text)
+    if row.max_value is not None:
+        parts.append(f"<= {_fmt_seconds(row.max_value)}" + (f"/{row.per}" if row.per else ""))
+    return "; ".join(parts)
 
 
 def _cells(rows: Sequence[Row]) -> list[list[str]]:
@@ -909,7 +957,7 @@ def _cells(rows: Sequence[Row]) -> list[list[str]]:
                 row.impl,
                 _fmt_result(row),
                 f"{row.ratio:.2f}x" if row.ratio is not None else "",
-                f"<= {row.budget:.1f}x" if row.budget is not None else "",
+                _fmt_budget(row),
                 row.status,
             ]
         )
@@ -932,7 +980,9 @@ def _footnotes(rows: Sequence[Row], env: BenchEnv) -> list[str]:
     notes.append(
         "Ratios are to the asyncio row of the same workload in this run (time: median per op;"
         f" overshoot: mean lateness past the deadline); memory is {memory} with the children"
-        " parked. Budgets: ARCHITECTURE.md section 6."
+        " parked; efficiency is ideal time / measured time (higher is better, its budget is a"
+        ' minimum). A budget "vs X" is a ratio to row X of the same workload instead (the'
+        " largest, with several). Budgets: ARCHITECTURE.md section 6."
     )
     budgeted = [r for r in rows if r.status in ("PASS", "OVER")]
     if budgeted:

@@ -31,7 +31,7 @@ from ._toolcase_rs import (
     current_effective_deadline,
     sleep,
 )
-from ._types import BarrierStatistics, ConditionStatistics
+from ._types import BarrierStatistics, ConditionStatistics, RateLimiterStatistics
 
 __all__ = ["Barrier", "Condition", "RateLimiter"]
 
@@ -275,6 +275,7 @@ class RateLimiter:
         self._burst = burst
         self._interval = 1.0 / self._rate
         self._tat = -math.inf
+        self._waiting = 0
         self._mutex = threading.Lock()
 
     @property
@@ -301,6 +302,8 @@ class RateLimiter:
         delay = tat - self._burst * self._interval - now
         if delay <= 0:
             return
+        with self._mutex:
+            self._waiting += 1
         try:
             await sleep(delay)
         except BaseException:
@@ -308,6 +311,13 @@ class RateLimiter:
                 if self._tat == tat:
                     self._tat -= cost
             raise
+        finally:
+            with self._mutex:
+                self._waiting -= 1
+
+    def statistics(self) -> RateLimiterStatistics:
+        """How the limiter is doing: its settings and how many acquires are waiting."""
+        return RateLimiterStatistics(self._rate, self._burst, self._waiting)
 
     async def __aenter__(self) -> None:
         await self.acquire()

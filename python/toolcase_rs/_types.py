@@ -18,6 +18,7 @@ __all__ = [
     "QueueFull",
     "QueueStatistics",
     "RLockStatistics",
+    "RateLimiterStatistics",
     "SemaphoreStatistics",
     "TaskState",
     "WouldBlock",
@@ -129,6 +130,15 @@ class BarrierStatistics:
 
 
 @dataclass(frozen=True)
+class RateLimiterStatistics:
+    """`RateLimiter.statistics()`."""
+
+    rate: float
+    burst: int
+    tasks_waiting: int
+
+
+@dataclass(frozen=True)
 class QueueStatistics:
     """`Queue.statistics()`."""
 
@@ -152,6 +162,7 @@ for _cls in (
     ConditionStatistics,
     BarrierStatistics,
     QueueStatistics,
+    RateLimiterStatistics,
 ):
     _cls.__module__ = "toolcase_rs"
 del _cls

@@ -31,6 +31,7 @@ use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::asyncio;
+use crate::runtime;
 
 /// Something to do on a loop's thread.
 pub enum Completion {
@@ -50,7 +51,8 @@ impl Completion {
 }
 
 pub struct LoopPort {
-    /// `id(loop)`; the loop object itself is held for the fallback path and closed checks.
+    /// `id(loop)`; a weak reference to the loop serves the fallback path and closed checks
+    /// (a port must not keep its loop alive).
     pub loop_id: usize,
     loop_: Py<PyAny>,
     queue: Mutex<Vec<Completion>>,
@@ -91,11 +93,8 @@ impl LoopPort {
             }
             None => Python::attach(|py| {
                 let drain = Bound::new(py, PortReader { port: self.clone() });
-                if let Ok(drain) = drain {
-                    let _ = self
-                        .loop_
-                        .bind(py)
-                        .call_method1(intern!(py, "call_soon_threadsafe"), (drain,));
+                if let (Ok(drain), Some(loop_)) = (drain, runtime::upgrade(self.loop_.bind(py))) {
+                    let _ = loop_.call_method1(intern!(py, "call_soon_threadsafe"), (drain,));
                 }
             }),
         }
@@ -130,11 +129,11 @@ impl LoopPort {
         if self.closed.load(Ordering::Acquire) {
             return true;
         }
-        self.loop_
-            .bind(py)
-            .call_method0(intern!(py, "is_closed"))
-            .and_then(|v| v.is_truthy())
-            .unwrap_or(true)
+        runtime::upgrade(self.loop_.bind(py)).is_none_or(|l| {
+            l.call_method0(intern!(py, "is_closed"))
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(true)
+        })
     }
 
     fn shut(&self) {
@@ -166,8 +165,15 @@ thread_local! {
 pub fn port_for(py: Python<'_>, loop_: &Bound<'_, PyAny>) -> PyResult<Arc<LoopPort>> {
     let id = loop_.as_ptr() as usize;
     if let Some(p) = PORTS.with(|m| m.borrow().get(&id).cloned()) {
-        if !p.closed.load(Ordering::Acquire) {
+        // Keyed by address with a weak reference: a port whose loop died may sit under the
+        // address of a new loop.
+        let same = runtime::upgrade(p.loop_.bind(py)).is_some_and(|l| l.is(loop_));
+        if same && !p.closed.load(Ordering::Acquire) {
             return Ok(p);
+        }
+        if !same {
+            p.shut();
+            PORTS.with(|m| m.borrow_mut().remove(&id));
         }
     }
     sweep_closed(py);
@@ -184,7 +190,7 @@ pub fn port_for(py: Python<'_>, loop_: &Bound<'_, PyAny>) -> PyResult<Arc<LoopPo
     let raw = fd.as_raw_fd();
     let mut port = LoopPort {
         loop_id: id,
-        loop_: loop_.clone().unbind(),
+        loop_: runtime::weak(loop_),
         queue: Mutex::new(Vec::new()),
         armed: AtomicBool::new(false),
         closed: AtomicBool::new(false),

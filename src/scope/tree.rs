@@ -623,7 +623,10 @@ mod tests {
         assert!(tree.exit(group, host).is_ok());
         assert!(tree.remove_task(host).is_some());
         assert_eq!(tree.task_count(), 0);
-        assert!(!tree.any_cancelled(), "the cancelled count follows removals");
+        assert!(
+            !tree.any_cancelled(),
+            "the cancelled count follows removals"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::awaitable::{Drive, Input, Step};
 use crate::bridge::{self, Parker};
 use crate::runtime;
 use crate::sync::waiters::WaiterQueue;
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 
 #[derive(Default)]
 struct EventState {
@@ -119,6 +120,11 @@ impl Drive for Wait {
 
     fn close(&mut self, py: Python<'_>) {
         self.leave(py);
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.timer)
     }
 }
 

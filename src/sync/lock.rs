@@ -19,6 +19,7 @@ use super::{
 };
 use crate::awaitable::{Drive, Input, Step};
 use crate::runtime;
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 
 pub struct LockPermits {
     reentrant: bool,
@@ -148,6 +149,13 @@ impl Drive for LockAcquire {
         if let Some(inner) = &mut self.inner {
             inner.close(py);
         }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(inner) = &self.inner {
+            inner.traverse(visit)?;
+        }
+        visit.call(self.holder.as_ref().map(|(_, o)| o))
     }
 }
 

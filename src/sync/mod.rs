@@ -34,6 +34,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 use pyo3::sync::PyOnceLock;
 
 use crate::asyncio;
@@ -496,6 +497,11 @@ impl<P: Permits> Drive for Acquire<P> {
     fn close(&mut self, py: Python<'_>) {
         let _ = self.unwind(py);
     }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.timer)
+    }
 }
 
 impl<P: Permits> Drop for Acquire<P> {
@@ -564,6 +570,10 @@ impl Drive for CheckpointAfter {
             let _ = undo(py);
         }
     }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.value)
+    }
 }
 
 /// What `__aenter__` returns once the permit is held: done at once with `fast_acquire`, else
@@ -616,32 +626,49 @@ pub fn acquire_blocking<P: Permits>(
 }
 
 /// The identity of whoever holds a permit: a task, a thread, or a borrower object.
+///
+/// Task keys are per-thread runtime keys, so a task holder also names its thread (the address
+/// of that thread's runtime); object holders use `thread = 0` and the object's address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct Holder(u64);
+pub struct Holder {
+    thread: usize,
+    id: u64,
+}
 
 impl Holder {
-    /// A task known to the runtime: its key stays the same while an eager child turns into a
-    /// Task, so a lock taken in the child's first step is still its own afterwards.
+    /// A task known to this thread's runtime: its key stays the same while an eager child turns
+    /// into a Task, so a lock taken in the child's first step is still its own afterwards.
     pub fn task(key: crate::scope::tree::TaskKey) -> Holder {
         use slotmap::Key;
-        Holder(key.data().as_ffi() | 1 << 63)
+        Holder {
+            thread: runtime::thread_token(),
+            id: key.data().as_ffi(),
+        }
     }
 
-    /// The task behind a task holder.
+    /// The task behind a task holder, when it belongs to the calling thread's runtime.
     pub fn task_key(self) -> Option<crate::scope::tree::TaskKey> {
-        (self.0 & 1 << 63 != 0).then(|| slotmap::KeyData::from_ffi(self.0 & !(1 << 63)).into())
+        (self.thread != 0 && self.thread == runtime::thread_token())
+            .then(|| slotmap::KeyData::from_ffi(self.id).into())
     }
 
-    /// The object to report for this holder in `statistics()`: the task (when this thread's
-    /// runtime knows it) or the recorded object.
+    /// True for task holders (of any thread).
+    pub fn is_task(self) -> bool {
+        self.thread != 0
+    }
+
+    /// The object to report for this holder in `statistics()`: the recorded object, or the task
+    /// (when this thread's runtime knows it).
     pub fn object(self, py: Python<'_>, recorded: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
         recorded.or_else(|| self.task_key().and_then(|k| runtime::task_object(py, k)))
     }
 
-    /// Any other object (a thread, an explicit borrower), by identity; user-space addresses
-    /// never have the top bit set, so these never collide with task holders.
+    /// Any other object (a thread, an explicit borrower), by identity.
     pub fn of(obj: &Bound<'_, PyAny>) -> Holder {
-        Holder(obj.as_ptr() as u64)
+        Holder {
+            thread: 0,
+            id: obj.as_ptr() as u64,
+        }
     }
 }
 

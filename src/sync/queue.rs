@@ -30,6 +30,7 @@ use crate::awaitable::{Drive, Input, Step};
 use crate::bridge::{self, Parker};
 use crate::runtime;
 use crate::sync::waiters::WaiterQueue;
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 
 type Mailbox = Arc<Mutex<Option<Py<PyAny>>>>;
 
@@ -226,6 +227,13 @@ impl Drive for Get {
     fn close(&mut self, py: Python<'_>) {
         let _ = self.leave(py);
     }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self.mailbox.try_lock() {
+            Some(item) => visit.call(item.as_ref()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Drop for Get {
@@ -342,6 +350,10 @@ impl Drive for Put {
 
     fn close(&mut self, py: Python<'_>) {
         let _ = self.leave(py);
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.item)
     }
 }
 

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::awaitable::{Drive, Input, Step};
 use crate::runtime;
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 
 // ----- Semaphore -----------------------------------------------------------------------------
 
@@ -62,6 +63,11 @@ impl<P: Permits> Drive for Yielding<P> {
 
     fn close(&mut self, py: Python<'_>) {
         self.inner.close(py);
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.inner.traverse(visit)?;
+        visit.call(&self.value)
     }
 }
 
@@ -211,12 +217,9 @@ impl Semaphore {
             return Ok(Self::acquire_impl(slf, None, true)?.into_any());
         }
         let shared = me.shared.clone();
-        entered(
-            py,
-            me.fast,
-            slf.clone().into_any().unbind(),
-            move || Box::new(move |py| shared.release(&()).run(py)),
-        )
+        entered(py, me.fast, slf.clone().into_any().unbind(), move || {
+            Box::new(move |py| shared.release(&()).run(py))
+        })
     }
 
     #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
@@ -282,7 +285,7 @@ struct Borrowers(Mutex<FxHashMap<Holder, Py<PyAny>>>);
 impl Borrowers {
     // Task borrowers are looked up in the runtime instead (see lock.rs OwnerRecord).
     fn add(&self, holder: Holder, obj: Py<PyAny>) {
-        if holder.task_key().is_some() {
+        if holder.is_task() {
             return;
         }
         let old = self.0.lock().insert(holder, obj);
@@ -290,7 +293,7 @@ impl Borrowers {
     }
 
     fn remove(&self, holder: Holder) {
-        if holder.task_key().is_some() {
+        if holder.is_task() {
             return;
         }
         let old = self.0.lock().remove(&holder);
@@ -358,6 +361,13 @@ impl Drive for Borrowing {
         if let Some(inner) = &mut self.inner {
             inner.close(py);
         }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(inner) = &self.inner {
+            inner.traverse(visit)?;
+        }
+        visit.call(self.holder.as_ref().map(|(_, o)| o))
     }
 }
 
@@ -608,7 +618,14 @@ impl CapacityLimiter {
     }
 
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let holders: Vec<Holder> = self.shared.lock().permits.borrowers.iter().copied().collect();
+        let holders: Vec<Holder> = self
+            .shared
+            .lock()
+            .permits
+            .borrowers
+            .iter()
+            .copied()
+            .collect();
         let borrowers: Vec<Py<PyAny>> = holders
             .into_iter()
             .filter_map(|h| self.borrowers.object(py, h))

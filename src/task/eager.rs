@@ -101,6 +101,18 @@ impl EagerCoroutine {
         Ok(())
     }
 
+    fn __traverse__(
+        &self,
+        visit: pyo3::pyclass::PyVisit<'_>,
+    ) -> Result<(), pyo3::pyclass::PyTraverseError> {
+        visit.call(&self.coro)?;
+        visit.call(&self.first)
+    }
+
+    fn __clear__(&mut self) {
+        self.first = None;
+    }
+
     /// Everything else (`cr_frame`, `cr_code`, `__qualname__`, ...) is the child's.
     fn __getattr__(
         &self,

@@ -12,6 +12,7 @@ use pyo3::{create_exception, intern};
 
 use crate::asyncio;
 use crate::awaitable::{Drive, Input, Ready, Step, Waiting};
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 
 create_exception!(
     toolcase_rs,
@@ -341,6 +342,11 @@ impl Drive for AwaitTask {
 
     fn close(&mut self, py: Python<'_>) {
         self.unregister(py);
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.task)?;
+        visit.call(&self.setter)
     }
 }
 

@@ -38,6 +38,7 @@ use crate::scope::tree::{ScopeKey, TaskKey};
 use crate::scope::CancelScope;
 use eager::EagerCoroutine;
 use handle::{AwaitTask, Outcome, TaskHandle};
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum GroupState {
@@ -732,6 +733,11 @@ impl Drive for GroupExit {
     fn close(&mut self, py: Python<'_>) {
         self.set_exempt(py, false);
     }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.group)?;
+        visit.call(&self.exc)
+    }
 }
 
 /// The wait in `TaskGroup.start()`.
@@ -783,6 +789,15 @@ impl Drive for StartWait {
                     Step::Return(_) => Err(self.saved.take().expect("just saved")),
                 }
             }
+        }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.task)?;
+        match &self.drain {
+            Some(d) => d.traverse(visit),
+            None => Ok(()),
         }
     }
 }
