@@ -34,6 +34,7 @@ fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::semaphore::CapacityLimiter>()?;
     m.add_class::<sync::event::Event>()?;
     m.add_class::<sync::queue::Queue>()?;
+    m.add_class::<sync::rate::RateLimiter>()?;
     m.add_class::<awaitable::Ready>()?;
     m.add_class::<awaitable::Waiting>()?;
     m.add(

@@ -17,7 +17,6 @@ from ._core import (
 from ._sync import (
     Barrier as Barrier,
     Condition as Condition,
-    RateLimiter as RateLimiter,
 )
 from ._toolcase_rs import (
     TASK_STATUS_IGNORED as TASK_STATUS_IGNORED,
@@ -26,6 +25,7 @@ from ._toolcase_rs import (
     Event as Event,
     Lock as Lock,
     Queue as Queue,
+    RateLimiter as RateLimiter,
     RLock as RLock,
     Semaphore as Semaphore,
     TaskCancelled as TaskCancelled,
@@ -54,6 +54,7 @@ from ._types import (
     QueueEmpty as QueueEmpty,
     QueueFull as QueueFull,
     QueueStatistics as QueueStatistics,
+    RateLimiterStatistics as RateLimiterStatistics,
     RLockStatistics as RLockStatistics,
     SemaphoreStatistics as SemaphoreStatistics,
     TaskState as TaskState,
@@ -106,6 +107,7 @@ __all__ = [
     "RLock",
     "RLockStatistics",
     "RateLimiter",
+    "RateLimiterStatistics",
     "Semaphore",
     "SemaphoreStatistics",
     "TASK_STATUS_IGNORED",

@@ -1,4 +1,4 @@
-"""Primitives composed from the native ones: Condition, Barrier and RateLimiter.
+"""Primitives composed from the native ones: Condition and Barrier.
 
 Each is a few lines of bookkeeping over the Rust `Lock`, `Event` and `sleep`, which already do
 the cross-loop and cross-thread work (waking a waiter on another loop goes through that loop's
@@ -6,10 +6,9 @@ port). The bookkeeping itself is guarded by a `threading.Lock` held only for a h
 statements and never across an `await`, so these objects are safe to share between loops in
 different threads, like the native primitives.
 
-Rejected: implementing them in Rust too. None of them is on a measured hot path (the budgets
-cover Lock, Semaphore, Event, Queue and the rate limiter's overhead, which is one lock and a
-little arithmetic per acquire here), and composing keeps their cancellation behaviour identical
-to the primitives they are built from.
+Rejected: implementing them in Rust too. Neither is on a measured hot path (the budgets cover
+Lock, Semaphore, Event, Queue and the rate limiter, which are native), and composing keeps their
+cancellation behaviour identical to the primitives they are built from.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
@@ -29,11 +27,10 @@ from ._toolcase_rs import (
     Lock,
     checkpoint,
     current_effective_deadline,
-    sleep,
 )
-from ._types import BarrierStatistics, ConditionStatistics, RateLimiterStatistics
+from ._types import BarrierStatistics, ConditionStatistics
 
-__all__ = ["Barrier", "Condition", "RateLimiter"]
+__all__ = ["Barrier", "Condition"]
 
 T = TypeVar("T")
 
@@ -247,90 +244,6 @@ class Barrier:
         return BarrierStatistics(self._parties, self._count, self._broken)
 
 
-class RateLimiter:
-    """Admits `rate` acquisitions per second on average, at most `burst` at once (GCRA).
-
-    Args:
-        rate: tokens per second (a positive finite number).
-        burst: how many tokens may be taken back to back (an int >= 1).
-
-    Each acquire reserves the next free slot on a shared schedule (a "theoretical arrival time"
-    on the monotonic clock) and sleeps until it. Because slots come from the schedule, not from
-    when a sleeper happens to wake, timer lateness does not accumulate into a lower rate. Shared
-    by tasks of several loops and threads, the limit is global.
-
-    Cancel safety: a cancelled acquire gives its slot back when no one reserved after it.
-    """
-
-    def __init__(self, rate: float, *, burst: int = 1) -> None:
-        if isinstance(rate, bool) or not isinstance(rate, int | float):
-            raise TypeError(f"rate must be a number, got {type(rate).__name__}")
-        if not math.isfinite(rate) or rate <= 0:
-            raise ValueError(f"rate must be a positive finite number, got {rate!r}")
-        if isinstance(burst, bool) or not isinstance(burst, int):
-            raise TypeError(f"burst must be an int, got {type(burst).__name__}")
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, got {burst}")
-        self._rate = float(rate)
-        self._burst = burst
-        self._interval = 1.0 / self._rate
-        self._tat = -math.inf
-        self._waiting = 0
-        self._mutex = threading.Lock()
-
-    @property
-    def rate(self) -> float:
-        return self._rate
-
-    @property
-    def burst(self) -> int:
-        return self._burst
-
-    async def acquire(self, tokens: int = 1) -> None:
-        """Wait until `tokens` tokens are available and take them; a checkpoint when it waits."""
-        if isinstance(tokens, bool) or not isinstance(tokens, int):
-            raise TypeError(f"tokens must be an int, got {type(tokens).__name__}")
-        if not 1 <= tokens <= self._burst:
-            raise ValueError(f"tokens must be between 1 and burst ({self._burst}), got {tokens}")
-        if current_effective_deadline() == -math.inf:
-            await checkpoint()  # raises: the scope is cancelled
-        cost = tokens * self._interval
-        with self._mutex:
-            now = time.monotonic()
-            tat = max(self._tat, now) + cost
-            self._tat = tat
-        delay = tat - self._burst * self._interval - now
-        if delay <= 0:
-            return
-        with self._mutex:
-            self._waiting += 1
-        try:
-            await sleep(delay)
-        except BaseException:
-            with self._mutex:
-                if self._tat == tat:
-                    self._tat -= cost
-            raise
-        finally:
-            with self._mutex:
-                self._waiting -= 1
-
-    def statistics(self) -> RateLimiterStatistics:
-        """How the limiter is doing: its settings and how many acquires are waiting."""
-        return RateLimiterStatistics(self._rate, self._burst, self._waiting)
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-
-for _cls in (Condition, Barrier, RateLimiter):
+for _cls in (Condition, Barrier):
     _cls.__module__ = "toolcase_rs"
 del _cls

@@ -24,6 +24,7 @@
 pub mod event;
 pub mod lock;
 pub mod queue;
+pub mod rate;
 pub mod semaphore;
 pub mod waiters;
 
