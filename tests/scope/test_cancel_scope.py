@@ -12,8 +12,7 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 # The awaits the contract calls checkpoints: the library's own, and native suspensions.
 CHECKPOINTS = {
