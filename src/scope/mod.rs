@@ -163,7 +163,8 @@ impl CancelScope {
                 s.message.as_ref().map(|m| m.clone_ref(py)),
             )
         };
-        let loop_ = if timeout.is_some() || deadline.is_finite() {
+        // -inf is "already passed", like any deadline in the past.
+        let loop_ = if timeout.is_some() || deadline != f64::INFINITY {
             Some(asyncio::running_loop(py, "entering a CancelScope")?)
         } else {
             None
@@ -196,7 +197,7 @@ impl CancelScope {
             s.loop_ = loop_.as_ref().map(|l| l.clone().unbind());
         }
         if let Some(l) = &loop_ {
-            if deadline.is_finite() {
+            if deadline != f64::INFINITY {
                 Self::apply_deadline(slf, l, key, deadline, now)?;
             }
         }
@@ -357,7 +358,7 @@ impl CancelScope {
             (s.fail.clone(), s.deadline, s.cancelled_caught)
         };
         let Some(reason) = fail else { return Ok(()) };
-        if !caught || !deadline.is_finite() {
+        if !caught || deadline == f64::INFINITY {
             return Ok(());
         }
         let now: f64 = asyncio::running_loop(py, "fail_after")?
@@ -562,10 +563,10 @@ impl CancelScope {
                 l
             }
         };
-        if value.is_finite() {
-            Self::apply_deadline(slf, &loop_, key, value, None)
-        } else {
+        if value == f64::INFINITY {
             runtime::set_deadline(py, &loop_, key, value)
+        } else {
+            Self::apply_deadline(slf, &loop_, key, value, None)
         }
     }
 

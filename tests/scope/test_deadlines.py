@@ -288,3 +288,20 @@ async def test_current_time_follows_a_custom_loop_clock(lib):
     now = lib.current_time()
     after = loop.time()
     assert before <= now <= after
+
+
+async def test_minus_infinity_deadline_cancels_at_the_first_checkpoint(lib):
+    """A deadline of -inf is in the past like any other: the body is cancelled at once."""
+    reached = False
+    with lib.CancelScope(deadline=-math.inf) as scope:
+        await lib.checkpoint()
+        reached = True
+    assert not reached
+    assert scope.cancel_called
+    assert scope.cancelled_caught
+
+
+async def test_fail_at_minus_infinity_raises_timeout(lib):
+    with pytest.raises(TimeoutError):
+        with lib.fail_at(-math.inf):
+            await lib.checkpoint()
