@@ -572,21 +572,25 @@ impl ChildDone {
             Some(s) => !asyncio::is_done(s)?,
             None => false,
         };
-        if task.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
-            if let (true, Some(s)) = (status_open, &status) {
-                let err = task.call_method0(intern!(py, "result")).unwrap_err();
-                s.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
+        // One call answers the common case: `exception()` is None (success) or the error; it
+        // raises CancelledError for a cancelled task.
+        let exc = match task.call_method0(intern!(py, "exception")) {
+            Ok(exc) => exc,
+            Err(cancelled) => {
+                if let (true, Some(s)) = (status_open, &status) {
+                    s.call_method1(intern!(py, "set_exception"), (cancelled.into_value(py),))?;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        let exc = task.call_method0(intern!(py, "exception"))?;
+        };
         match (&status, status_open, exc.is_none()) {
             (Some(s), true, false) => {
                 s.call_method1(intern!(py, "set_exception"), (exc,))?;
             }
             (Some(s), true, true) => {
-                let err =
-                    PyRuntimeError::new_err("Child exited without calling task_status.started()");
+                let err = PyRuntimeError::new_err(
+                    "Child exited without calling task_status.started()",
+                );
                 s.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
             }
             (_, _, false) => TaskGroup::child_failed(group, exc.unbind())?,
