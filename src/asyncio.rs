@@ -153,9 +153,7 @@ fn verify_holder(holder: &Bound<'_, PyAny>, loop_: &Bound<'_, PyAny>) {
         return;
     }
     let ty = holder.get_type();
-    let named = ty
-        .name()
-        .is_ok_and(|n| n == "_RunningLoopHolder");
+    let named = ty.name().is_ok_and(|n| n == "_RunningLoopHolder");
     // SAFETY: only reads the pointer-sized word after the object header when the type name
     // matches asyncio's holder, which is at least that large (tp_basicsize checked).
     let ok = named

@@ -15,11 +15,9 @@ use pyo3::prelude::*;
 
 use super::{
     acquire_blocking, check_blocking_allowed, current_holder, entered, exception, stats_type,
-    Acquire, Holder, Permits, Ready, Shared, SharedRef, Waiting,
+    Holder, HolderAcquire, HolderRecord, Permits, Ready, Shared, SharedRef, Waiting,
 };
-use crate::awaitable::{Drive, Input, Step};
 use crate::runtime;
-use pyo3::pyclass::{PyTraverseError, PyVisit};
 
 pub struct LockPermits {
     reentrant: bool,
@@ -96,66 +94,9 @@ impl OwnerRecord {
     }
 }
 
-/// A lock acquire. The owner is the task that runs it (resolved when it starts, so an
-/// `acquire()` created in one task and awaited in another belongs to the second); once it
-/// succeeds the owner is recorded for `statistics()`.
-struct LockAcquire {
-    shared: SharedRef<LockPermits>,
-    record: Arc<OwnerRecord>,
-    fast: bool,
-    timeout: Option<f64>,
-    /// Built on the first resume.
-    inner: Option<Acquire<LockPermits>>,
-    holder: Option<(Holder, Py<PyAny>)>,
-    /// `async with` yields None rather than the acquire's True.
-    yield_none: bool,
-}
-
-impl Drive for LockAcquire {
-    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
-        if self.inner.is_none() {
-            if let Input::Throw(err) = input {
-                return Err(err);
-            }
-            let (holder, obj) = current_holder(py)?;
-            check_not_owner(&self.shared, holder)?;
-            self.inner = Some(Acquire::new(
-                self.shared.clone(),
-                holder,
-                self.fast,
-                self.timeout,
-            ));
-            self.holder = Some((holder, obj));
-        }
-        let step = self
-            .inner
-            .as_mut()
-            .expect("built above")
-            .resume(py, input)?;
-        if let Step::Return(v) = &step {
-            if v.bind(py).is_truthy()? {
-                if let Some((holder, obj)) = self.holder.take() {
-                    self.record.set(holder, obj);
-                }
-                if self.yield_none {
-                    return Ok(Step::Return(py.None()));
-                }
-            }
-        }
-        Ok(step)
-    }
-
-    fn close(&mut self, py: Python<'_>) {
-        if let Some(inner) = &mut self.inner {
-            inner.close(py);
-        }
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(inner) = &self.inner {
-            inner.traverse(visit)?;
-        }
-        visit.call(self.holder.as_ref().map(|(_, o)| o))
+impl HolderRecord for OwnerRecord {
+    fn add(&self, holder: Holder, obj: Py<PyAny>) {
+        self.set(holder, obj);
     }
 }
 
@@ -201,14 +142,15 @@ impl LockCore {
     ) -> PyResult<Bound<'py, Waiting>> {
         Waiting::new(
             py,
-            LockAcquire {
+            HolderAcquire {
                 shared: self.shared.clone(),
                 record: self.owner.clone(),
+                check: check_not_owner,
                 fast: self.fast,
                 timeout,
-                inner: None,
                 holder: None,
                 yield_none,
+                inner: None,
             },
         )
     }

@@ -594,6 +594,82 @@ pub fn entered<'py>(
     Ok(Waiting::new(py, CheckpointAfter::new(value, undo()))?.into_any())
 }
 
+/// Keeps the objects behind holders for `statistics()` (a lock's owner, a limiter's
+/// borrowers), outside the primitive's mutex.
+pub trait HolderRecord: Send + Sync + 'static {
+    fn add(&self, holder: Holder, obj: Py<PyAny>);
+}
+
+/// An acquire on behalf of a holder (Lock, RLock, CapacityLimiter). With no holder given, the
+/// holder is the task that runs the acquire, resolved when it starts (so an `acquire()` created
+/// in one task and awaited in another belongs to the second); `check` refuses a holder that
+/// may not acquire (it already holds a non-reentrant permit). On success the holder is
+/// recorded.
+pub struct HolderAcquire<P: Permits<Claim = Holder>, R: HolderRecord> {
+    pub shared: SharedRef<P>,
+    pub record: Arc<R>,
+    pub check: fn(&SharedRef<P>, Holder) -> PyResult<()>,
+    pub fast: bool,
+    pub timeout: Option<f64>,
+    /// None: the running task, resolved on the first resume.
+    pub holder: Option<(Holder, Py<PyAny>)>,
+    /// `async with` yields None rather than the acquire's True.
+    pub yield_none: bool,
+    /// Built on the first resume.
+    pub inner: Option<Acquire<P>>,
+}
+
+impl<P: Permits<Claim = Holder>, R: HolderRecord> Drive for HolderAcquire<P, R> {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        if self.inner.is_none() {
+            if let Input::Throw(err) = input {
+                return Err(err);
+            }
+            let (holder, obj) = match self.holder.take() {
+                Some(h) => h,
+                None => current_holder(py)?,
+            };
+            (self.check)(&self.shared, holder)?;
+            self.inner = Some(Acquire::new(
+                self.shared.clone(),
+                holder,
+                self.fast,
+                self.timeout,
+            ));
+            self.holder = Some((holder, obj));
+        }
+        let step = self
+            .inner
+            .as_mut()
+            .expect("built above")
+            .resume(py, input)?;
+        if let Step::Return(v) = &step {
+            if v.bind(py).is_truthy()? {
+                if let Some((holder, obj)) = self.holder.take() {
+                    self.record.add(holder, obj);
+                }
+                if self.yield_none {
+                    return Ok(Step::Return(py.None()));
+                }
+            }
+        }
+        Ok(step)
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        if let Some(inner) = &mut self.inner {
+            inner.close(py);
+        }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(inner) = &self.inner {
+            inner.traverse(visit)?;
+        }
+        visit.call(self.holder.as_ref().map(|(_, o)| o))
+    }
+}
+
 /// Refuses blocking calls on a thread that runs an event loop (they would freeze it).
 pub fn check_blocking_allowed(py: Python<'_>, what: &str) -> PyResult<()> {
     if asyncio::running_loop_opt(py)?.is_some() {

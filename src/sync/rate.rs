@@ -148,7 +148,8 @@ impl Drop for RateWait {
 }
 
 fn tokens_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<i64> {
-    if value.is_instance_of::<pyo3::types::PyBool>() || !value.is_instance_of::<pyo3::types::PyInt>()
+    if value.is_instance_of::<pyo3::types::PyBool>()
+        || !value.is_instance_of::<pyo3::types::PyInt>()
     {
         return Err(PyTypeError::new_err(format!(
             "{what} must be an int, got {}",
@@ -183,7 +184,9 @@ impl RateLimiter {
             None => 1,
         };
         if burst < 1 {
-            return Err(PyValueError::new_err(format!("burst must be >= 1, got {burst}")));
+            return Err(PyValueError::new_err(format!(
+                "burst must be >= 1, got {burst}"
+            )));
         }
         Ok(RateLimiter {
             rate,

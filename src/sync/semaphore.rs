@@ -18,7 +18,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
     acquire_blocking, check_blocking_allowed, current_holder, entered, exception, stats_type,
-    Acquire, Holder, Permits, Ready, Shared, SharedRef, Waiting, Wakeups,
+    Acquire, Holder, HolderAcquire, HolderRecord, Permits, Ready, Shared, SharedRef, Waiting,
+    Wakeups,
 };
 use crate::awaitable::{Drive, Input, Step};
 use crate::runtime;
@@ -306,68 +307,9 @@ impl Borrowers {
     }
 }
 
-/// A limiter acquire. The default borrower is the task that runs it (resolved when it starts);
-/// once it succeeds the borrower object is recorded for `statistics()`.
-struct Borrowing {
-    shared: SharedRef<LimiterPermits>,
-    record: Arc<Borrowers>,
-    fast: bool,
-    timeout: Option<f64>,
-    /// None: the current task or thread, resolved on the first resume.
-    holder: Option<(Holder, Py<PyAny>)>,
-    inner: Option<Acquire<LimiterPermits>>,
-    /// `async with` yields None; `acquire()` returns True/False.
-    yield_none: bool,
-}
-
-impl Drive for Borrowing {
-    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
-        if self.inner.is_none() {
-            if let Input::Throw(err) = input {
-                return Err(err);
-            }
-            let (holder, obj) = match self.holder.take() {
-                Some(h) => h,
-                None => current_holder(py)?,
-            };
-            check_not_borrowing(&self.shared, holder)?;
-            self.inner = Some(Acquire::new(
-                self.shared.clone(),
-                holder,
-                self.fast,
-                self.timeout,
-            ));
-            self.holder = Some((holder, obj));
-        }
-        let step = self
-            .inner
-            .as_mut()
-            .expect("built above")
-            .resume(py, input)?;
-        if let Step::Return(v) = &step {
-            if v.bind(py).is_truthy()? {
-                if let Some((holder, obj)) = self.holder.take() {
-                    self.record.add(holder, obj);
-                }
-                if self.yield_none {
-                    return Ok(Step::Return(py.None()));
-                }
-            }
-        }
-        Ok(step)
-    }
-
-    fn close(&mut self, py: Python<'_>) {
-        if let Some(inner) = &mut self.inner {
-            inner.close(py);
-        }
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(inner) = &self.inner {
-            inner.traverse(visit)?;
-        }
-        visit.call(self.holder.as_ref().map(|(_, o)| o))
+impl HolderRecord for Borrowers {
+    fn add(&self, holder: Holder, obj: Py<PyAny>) {
+        Borrowers::add(self, holder, obj);
     }
 }
 
@@ -431,14 +373,15 @@ impl CapacityLimiter {
     ) -> PyResult<Bound<'py, Waiting>> {
         Waiting::new(
             py,
-            Borrowing {
+            HolderAcquire {
                 shared: self.shared.clone(),
                 record: self.borrowers.clone(),
+                check: check_not_borrowing,
                 fast: self.fast,
                 timeout,
                 holder,
-                inner: None,
                 yield_none,
+                inner: None,
             },
         )
     }

@@ -588,9 +588,8 @@ impl ChildDone {
                 s.call_method1(intern!(py, "set_exception"), (exc,))?;
             }
             (Some(s), true, true) => {
-                let err = PyRuntimeError::new_err(
-                    "Child exited without calling task_status.started()",
-                );
+                let err =
+                    PyRuntimeError::new_err("Child exited without calling task_status.started()");
                 s.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
             }
             (_, _, false) => TaskGroup::child_failed(group, exc.unbind())?,
