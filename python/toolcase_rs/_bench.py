@@ -1092,8 +1092,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         "--only",
         action="append",
         metavar="KEY",
-        help="run only workloads whose key contains KEY (spawn, empty-group, cancel-scope, "
-        "move-on-after, fire-overshoot, cancel-children, memory); repeatable",
+        help="run only workloads whose key contains KEY: core (spawn, empty-group, "
+        "cancel-scope, move-on-after, fire-overshoot, cancel-children, memory), primitives "
+        "(lock, semaphore, limiter, handoff, event, queue, thread, rate), many (gather, "
+        "map-limit, race, fan-out); repeatable",
     )
     parser.add_argument(
         "--strict",
