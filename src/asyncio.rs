@@ -99,7 +99,7 @@ pub fn running_loop<'py>(py: Python<'py>, what: &str) -> PyResult<Bound<'py, PyA
 // rl_pid}`) stored in the thread-state dict under this key. The first time `get_running_loop()`
 // finds a loop, we check that the holder's type and layout are exactly that (the loop pointer
 // sits right after the object header) and from then on read the loop straight from the
-// holder, comparing its pid with ours (kept current across `fork()` by `reset_loop_cache`).
+// holder, comparing its pid with ours (kept current across `fork()` by `after_fork`).
 // Nothing is cached per thread, so no reference to a loop outlives it. Where the check fails
 // (other Python versions store the loop elsewhere) every call goes to `get_running_loop()`.
 const HOLDER_KEY: &str = "__asyncio_running_event_loop__";
@@ -189,7 +189,7 @@ pub fn running_loop_opt(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
 /// Records the new process id after `fork()`, so holders inherited from the parent are not
 /// read as running loops in the child.
 #[pyfunction]
-pub fn reset_loop_cache() {
+pub fn after_fork() {
     // SAFETY: getpid has no preconditions.
     PID.store(
         unsafe { libc::getpid() },

@@ -53,10 +53,11 @@ fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(time::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(time::sleep_until, m)?)?;
     m.add_function(wrap_pyfunction!(time::sleep_forever, m)?)?;
-    m.add_function(wrap_pyfunction!(asyncio::reset_loop_cache, m)?)?;
-    let reset = m.getattr("reset_loop_cache")?;
+    m.add_function(wrap_pyfunction!(asyncio::after_fork, m)?)?;
+    // A forked child must not read the parent's running loop (see asyncio.rs).
+    let after_fork = m.getattr("after_fork")?;
     let kwargs = pyo3::types::PyDict::new(py);
-    kwargs.set_item("after_in_child", reset)?;
+    kwargs.set_item("after_in_child", after_fork)?;
     py.import("os")?
         .getattr("register_at_fork")?
         .call((), Some(&kwargs))?;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -63,3 +64,20 @@ def test_run_groups_and_scopes(tc):
         return handle.state, scope.cancelled_caught
 
     assert tc.run(main) == (tc.TaskState.COMPLETED, True)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+async def test_a_forked_child_does_not_see_the_parents_running_loop(tc):
+    """The running loop is read from asyncio's holder with a pid check: in a child forked from
+    inside a running loop (where asyncio itself reports no running loop), toolcase_rs must not
+    report the parent's loop either."""
+    tc.current_time()  # the parent sees its loop (and the fast path is set up)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            tc.current_time()
+        except RuntimeError:
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

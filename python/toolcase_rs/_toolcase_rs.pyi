@@ -39,6 +39,7 @@ __all__ = [
     "TaskHandle",
     "TaskStatus",
     "Waiting",
+    "after_fork",
     "checkpoint",
     "current_effective_deadline",
     "current_time",
@@ -46,7 +47,6 @@ __all__ = [
     "fail_at",
     "move_on_after",
     "move_on_at",
-    "reset_loop_cache",
     "sleep",
     "sleep_forever",
     "sleep_until",
@@ -124,7 +124,7 @@ def checkpoint() -> Waiting[None]: ...
 def sleep(delay: float) -> Waiting[None]: ...
 def sleep_until(deadline: float) -> Waiting[None]: ...
 def sleep_forever() -> Waiting[None]: ...
-def reset_loop_cache() -> None: ...
+def after_fork() -> None: ...
 
 @final
 class TaskHandle(Generic[_T_co]):
