@@ -77,7 +77,6 @@ from ._toolcase_rs import (
     CancelScope,
     TaskCancelled,
     TaskGroup,
-    TaskHandle,
     checkpoint,
     current_effective_deadline,
     current_time,
@@ -266,18 +265,19 @@ async def _settle(aw: Awaitable[T]) -> Settled[T]:
 async def _run_all(
     coros: list[Coroutine[Any, Any, Any]],
     wrap: Callable[[Coroutine[Any, Any, Any]], Coroutine[Any, Any, Any]] | None = None,
-) -> list[TaskHandle[Any]]:
+) -> list[asyncio.Task[Any]]:
     """Run every coroutine (through `wrap`, if given) as a child of one task group.
 
-    Returns the handles in argument order. A coroutine passed twice runs once and its handle
-    fills both places (as in `asyncio.gather`; two tasks must never drive one coroutine).
+    Returns the finished Tasks in argument order (no handles: this is the bulk path). A
+    coroutine passed twice runs once and its Task fills both places (as in `asyncio.gather`;
+    two tasks must never drive one coroutine).
     """
     unique = coros if len(set(coros)) == len(coros) else list(dict.fromkeys(coros))
     children = unique if wrap is None else list(map(wrap, unique))
     error: BaseException | None = None
     try:
         async with TaskGroup() as tg:
-            handles = list(map(tg.spawn, children))
+            handles = tg._spawn_tasks(children)
     except BaseExceptionGroup as group:
         error = _first_error(group)
     except BaseException:
@@ -327,13 +327,13 @@ async def gather(*aws: Awaitable[Any], return_exceptions: bool = False) -> list[
     if not coros:
         return []
     if not return_exceptions:
-        handles = await _run_all(coros)
+        tasks = await _run_all(coros)
         try:
-            return list(map(TaskHandle.result, handles))
-        except TaskCancelled:
+            return [task.result() for task in tasks]
+        except asyncio.CancelledError:  # a child's outcome: result() never waits
             raise _cancelled("an awaitable passed to gather()") from None
-    handles = await _run_all(coros, _capture)
-    return [h.result() if h.state != _CANCELLED else _cancelled("this awaitable") for h in handles]
+    tasks = await _run_all(coros, _capture)
+    return [t.result() if not t.cancelled() else _cancelled("this awaitable") for t in tasks]
 
 
 async def gather_settled(*aws: Awaitable[T]) -> list[Settled[T]]:
@@ -352,12 +352,12 @@ async def gather_settled(*aws: Awaitable[T]) -> list[Settled[T]]:
     coros = _coroutines(aws, "gather_settled")
     if not coros:
         return []
-    handles = await _run_all(coros, _settle)
+    tasks = await _run_all(coros, _settle)
     return [
-        h.result()
-        if h.state != _CANCELLED
+        t.result()
+        if not t.cancelled()
         else Settled(SettledStatus.REJECTED, None, _cancelled("this awaitable"))
-        for h in handles
+        for t in tasks
     ]
 
 

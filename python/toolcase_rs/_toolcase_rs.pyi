@@ -1,6 +1,7 @@
 """Type stubs for the native core of toolcase_rs."""
 
-from collections.abc import Callable, Coroutine, Generator
+import asyncio
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from contextvars import Context
 from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar, final
@@ -172,6 +173,9 @@ class TaskGroup:
         name: object = None,
         eager: bool | None = None,
     ) -> TaskHandle[_T]: ...
+    def _spawn_tasks(
+        self, coros: Iterable[Coroutine[Any, Any, Any]]
+    ) -> list[asyncio.Task[Any]]: ...
     def create_task(
         self,
         coro: Coroutine[Any, Any, _T],

@@ -422,6 +422,55 @@ impl TaskGroup {
         Self::spawn_coro(slf, &target, coro, name, eager, None, None, base)
     }
 
+    /// Start one child per coroutine object and return their Tasks (no handles): the bulk
+    /// path of `gather` and friends. On a failure part-way, the coroutines not yet started are
+    /// closed and the error is raised; those already started stay in the group.
+    fn _spawn_tasks<'py>(
+        slf: &Bound<'py, Self>,
+        coros: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let py = slf.py();
+        let target = Self::target(slf, "_spawn_tasks()")?;
+        let loop_ = target.loop_.bind(py);
+        let out = PyList::empty(py);
+        let mut items = coros.try_iter()?;
+        let close_rest = |items: Bound<'py, pyo3::types::PyIterator>| {
+            for c in items.flatten() {
+                if asyncio::is_coroutine(&c) {
+                    let _ = c.call_method0(intern!(py, "close"));
+                }
+            }
+        };
+        while let Some(coro) = items.next() {
+            let coro = coro?;
+            let task = if asyncio::is_coroutine(&coro) {
+                asyncio::new_task(loop_, &coro, None, None)
+            } else {
+                Err(PyTypeError::new_err(format!(
+                    "expected a coroutine, got {}",
+                    coro.get_type().name()?
+                )))
+            };
+            let task = match task {
+                Ok(task) => task,
+                Err(e) => {
+                    if asyncio::is_coroutine(&coro) {
+                        let _ = coro.call_method0(intern!(py, "close"));
+                    }
+                    close_rest(items);
+                    return Err(e);
+                }
+            };
+            // Once its Task exists the coroutine belongs to the Task.
+            if let Err(e) = Self::adopt(slf, &target, &task, None, target.scope) {
+                close_rest(items);
+                return Err(e);
+            }
+            out.append(task)?;
+        }
+        Ok(out)
+    }
+
     /// Start a child from a coroutine object, as `asyncio.TaskGroup.create_task` does.
     #[pyo3(signature = (coro, *, name=None, context=None))]
     fn create_task<'py>(
