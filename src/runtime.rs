@@ -43,29 +43,26 @@ use crate::scope::CancelScope;
 pub struct TaskEntry {
     /// The `asyncio.Task`; `None` while an eager child runs its first step synchronously.
     pub task: Option<Py<PyAny>>,
-    /// True for children of a `TaskGroup` (they are forgotten by the group's done-callback,
-    /// not when their scope stack empties).
+    /// True for children of a `TaskGroup` (they are forgotten by the group's done-callback).
     pub child: bool,
-    /// For a child of `TaskGroup.start()`: the future `task_status.started()` resolves.
-    pub status: Option<Py<PyAny>>,
-    /// The waiter the task was parked on when we last delivered a cancellation; the delivery is
-    /// consumed once the task is parked on something else.
-    delivered_waiter: Option<Py<PyAny>>,
-    /// Deliveries re-examined without visible progress; bounds the work spent on tasks whose
-    /// state cannot be observed (custom Task classes without asyncio's private attributes).
-    stalls: u8,
 }
 
 impl TaskEntry {
-    pub fn new(task: Option<Py<PyAny>>, child: bool, status: Option<Py<PyAny>>) -> Self {
-        Self {
-            task,
-            child,
-            status,
-            delivered_waiter: None,
-            stalls: 0,
-        }
+    pub fn new(task: Option<Py<PyAny>>, child: bool) -> Self {
+        Self { task, child }
     }
+}
+
+/// Per-task state of a cancellation being delivered; kept in a side table (only tasks being
+/// cancelled have one), so that the per-task entry every child carries stays small.
+#[derive(Default)]
+struct Delivery {
+    /// The waiter the task was parked on when we last delivered a cancellation; the delivery
+    /// is consumed once the task is parked on something else.
+    waiter: Option<Py<PyAny>>,
+    /// Deliveries re-examined without visible progress; bounds the work spent on tasks whose
+    /// state cannot be observed (custom Task classes without asyncio's private attributes).
+    stalls: u8,
 }
 
 /// What the runtime keeps per active scope.
@@ -104,6 +101,10 @@ pub struct Runtime {
     loops: FxHashMap<usize, LoopState>,
     /// Done-callback that forgets plain tasks (created on first use).
     forget_cb: Option<Py<ForgetTask>>,
+    /// For children of `TaskGroup.start()`: the future `task_status.started()` resolves.
+    statuses: FxHashMap<TaskKey, Py<PyAny>>,
+    /// Tasks with a cancellation in flight.
+    deliveries: FxHashMap<TaskKey, Delivery>,
 }
 
 thread_local! {
@@ -113,6 +114,8 @@ thread_local! {
         eager_current: None,
         loops: FxHashMap::default(),
         forget_cb: None,
+        statuses: FxHashMap::default(),
+        deliveries: FxHashMap::default(),
     });
 }
 
@@ -166,7 +169,7 @@ pub fn current<'py>(py: Python<'py>, register: bool) -> PyResult<Option<Current<
 
 /// Registers a plain asyncio task (one that entered a scope); it is forgotten when it is done.
 fn register_plain(py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<TaskKey> {
-    let entry = TaskEntry::new(Some(task.clone().unbind()), false, None);
+    let entry = TaskEntry::new(Some(task.clone().unbind()), false);
     let id = ptr_key(task);
     let (key, cb) = with_rt(|rt| {
         let (k, _) = rt.tree.add_task(entry, None);
@@ -206,12 +209,15 @@ pub fn register_child(
     scope: ScopeKey,
     status: Option<Py<PyAny>>,
 ) -> (TaskKey, bool) {
-    let entry = TaskEntry::new(task.map(|t| t.clone().unbind()), true, status);
+    let entry = TaskEntry::new(task.map(|t| t.clone().unbind()), true);
     let id = task.map(ptr_key);
     with_rt(|rt| {
         let (k, eff) = rt.tree.add_task(entry, Some(scope));
         if let Some(id) = id {
             rt.by_task.insert(id, k);
+        }
+        if let Some(status) = status {
+            rt.statuses.insert(k, status);
         }
         (k, eff)
     })
@@ -229,9 +235,15 @@ pub fn bind_task(key: TaskKey, task: &Bound<'_, PyAny>) {
     });
 }
 
+/// A task removed from the registry, with the `start()` status future it had, if any.
+pub struct Forgotten {
+    pub entry: TaskEntry,
+    pub status: Option<Py<PyAny>>,
+}
+
 /// Removes a finished task from the registry. Scopes it left open are closed (their objects
-/// report that they are no longer active). Returns the task's entry.
-pub fn forget_task(py: Python<'_>, key: TaskKey) -> Option<TaskEntry> {
+/// report that they are no longer active).
+pub fn forget_task(py: Python<'_>, key: TaskKey) -> Option<Forgotten> {
     let removed = with_rt(|rt| {
         let (entry, leaked) = rt.tree.remove_task(key)?;
         if let Some(t) = &entry.task {
@@ -240,13 +252,17 @@ pub fn forget_task(py: Python<'_>, key: TaskKey) -> Option<TaskEntry> {
                 rt.by_task.remove(&id);
             }
         }
-        Some((entry, leaked))
+        let status = rt.statuses.remove(&key);
+        let delivery = rt.deliveries.remove(&key);
+        Some((entry, leaked, status, delivery))
     })?;
-    let (entry, leaked) = removed;
+    // Dropped here, outside the runtime borrow (a finaliser may re-enter it).
+    let (entry, leaked, status, delivery) = removed;
+    drop(delivery);
     for scope in leaked {
         CancelScope::mark_closed(py, &scope);
     }
-    Some(entry)
+    Some(Forgotten { entry, status })
 }
 
 /// The Task object of a task this thread's runtime knows (None for an eager child still in
@@ -397,12 +413,15 @@ fn deliver_now(py: Python<'_>, key: TaskKey, task: &Bound<'_, PyAny>) -> PyResul
         .ok()
         .filter(|w| !w.is_none());
     let waiter_owned = waiter.as_ref().map(|w| w.clone().unbind());
-    with_rt(|rt| {
-        if let Some(node) = rt.tree.task_mut(key) {
-            node.delivered += 1;
-            node.payload.delivered_waiter = waiter_owned;
-        }
+    let previous = with_rt(|rt| {
+        let node = rt.tree.task_mut(key)?;
+        node.delivered += 1;
+        std::mem::replace(
+            &mut rt.deliveries.entry(key).or_default().waiter,
+            waiter_owned,
+        )
     });
+    drop(previous);
     // Look again once the task has consumed this cancellation: when the future it is parked on
     // completes (a Task being cancelled can take several iterations), or at the next batch.
     match waiter {
@@ -422,10 +441,9 @@ fn examine(py: Python<'_>, key: TaskKey) -> PyResult<()> {
         let cancelled = rt.tree.is_cancelled(key) && !node.exempt;
         Some((
             node.payload.task.as_ref().map(|t| t.clone_ref(py)),
-            node.payload
-                .delivered_waiter
-                .as_ref()
-                .map(|w| w.clone_ref(py)),
+            rt.deliveries
+                .get(&key)
+                .and_then(|d| d.waiter.as_ref().map(|w| w.clone_ref(py))),
             cancelled,
         ))
     });
@@ -437,12 +455,8 @@ fn examine(py: Python<'_>, key: TaskKey) -> PyResult<()> {
         return defer(py, key);
     };
     if !cancelled || task.call_method0(intern!(py, "done"))?.is_truthy()? {
-        with_rt(|rt| {
-            if let Some(n) = rt.tree.task_mut(key) {
-                n.payload.delivered_waiter = None;
-                n.payload.stalls = 0;
-            }
-        });
+        let finished = with_rt(|rt| rt.deliveries.remove(&key));
+        drop(finished);
         return Ok(());
     }
     if !has_started(&task) {
@@ -462,14 +476,14 @@ fn examine(py: Python<'_>, key: TaskKey) -> PyResult<()> {
             _ => false,
         };
     let stalls = with_rt(|rt| {
-        rt.tree.task_mut(key).map(|n| {
-            if unconsumed || !observable {
-                n.payload.stalls = n.payload.stalls.saturating_add(1);
-            } else {
-                n.payload.stalls = 0;
-            }
-            n.payload.stalls
-        })
+        rt.tree.task(key)?;
+        let d = rt.deliveries.entry(key).or_default();
+        if unconsumed || !observable {
+            d.stalls = d.stalls.saturating_add(1);
+        } else {
+            d.stalls = 0;
+        }
+        Some(d.stalls)
     });
     // Bounded: a task whose progress we cannot observe is re-delivered a few times at most;
     // after that it is cancelled again only at its next toolcase_rs checkpoint.

@@ -601,7 +601,7 @@ impl ChildDone {
         let Some(key) = runtime::child_key(&task) else {
             return Ok(());
         };
-        let status = runtime::forget_task(py, key).and_then(|e| e.status);
+        let status = runtime::forget_task(py, key).and_then(|f| f.status);
         let group = self.group.bind(py);
         let waiter = {
             let mut g = group.borrow_mut();
