@@ -214,20 +214,17 @@ impl LockCore {
 
     pub fn release(&self, py: Python<'_>) -> PyResult<()> {
         let (holder, _) = current_holder(py)?;
-        let wakeups = {
-            let mut core = self.shared.lock();
-            if core.permits.owner != Some(holder) {
-                return Err(PyRuntimeError::new_err(if core.permits.owner.is_none() {
+        let wakeups = self.shared.change(|p| {
+            if p.owner != Some(holder) {
+                return Err(PyRuntimeError::new_err(if p.owner.is_none() {
                     "release() called on an unlocked lock"
                 } else {
                     "The current task is not holding this lock"
                 }));
             }
-            core.permits.put_back(&holder);
-            let mut out = super::Wakeups::default();
-            self.shared.grant_waiting(&mut core, &mut out);
-            out
-        };
+            p.put_back(&holder);
+            Ok(())
+        })?;
         self.owner.clear_if(holder);
         wakeups.run(py)
     }

@@ -83,10 +83,6 @@ impl Slot {
     pub fn refuse(&self) -> bool {
         self.swap(GRANTED, ABANDONED)
     }
-
-    pub fn is_granted(&self) -> bool {
-        self.0.load(Ordering::Acquire) == GRANTED
-    }
 }
 
 /// How to wake a waiter.
@@ -248,11 +244,21 @@ impl<P: Permits> Shared<P> {
 
     /// Returns a permit and grants it onwards.
     pub fn release(self: &Arc<Self>, claim: &P::Claim) -> Wakeups {
+        self.change(|p| {
+            p.put_back(claim);
+            Ok(())
+        })
+        .expect("put_back cannot fail")
+    }
+
+    /// Changes the permits under the lock (a release, a new total), then grants waiters what
+    /// that freed. `f` may refuse with an error, in which case nothing is granted.
+    pub fn change(self: &Arc<Self>, f: impl FnOnce(&mut P) -> PyResult<()>) -> PyResult<Wakeups> {
         let mut core = self.0.lock();
-        core.permits.put_back(claim);
+        f(&mut core.permits)?;
         let mut out = Wakeups::default();
         self.grant_waiting(&mut core, &mut out);
-        out
+        Ok(out)
     }
 
     /// Grants permits to queued waiters, in order, while they can take one.
@@ -264,18 +270,11 @@ impl<P: Permits> Shared<P> {
             let entry = core.waiters.pop_front().expect("front exists");
             entry.slot.grant();
             let me = self.clone();
-            let slot = entry.slot.clone();
             let claim = entry.claim;
             out.push_grant(
                 entry.wake,
-                slot.clone(),
-                Box::new(move |_py| {
-                    let mut core = me.0.lock();
-                    core.permits.put_back(&claim);
-                    let mut out = Wakeups::default();
-                    me.grant_waiting(&mut core, &mut out);
-                    out
-                }),
+                entry.slot,
+                Box::new(move |_py| me.release(&claim)),
             );
         }
     }

@@ -19,7 +19,6 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::{
     acquire_blocking, check_blocking_allowed, current_holder, entered, exception, stats_type,
     Acquire, Holder, HolderAcquire, HolderRecord, Permits, Ready, Shared, SharedRef, Waiting,
-    Wakeups,
 };
 use crate::awaitable::{Drive, Input, Step};
 use crate::runtime;
@@ -176,21 +175,18 @@ impl Semaphore {
 
     /// Return a permit (ValueError past `max_value`).
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        let wakeups = {
-            let mut core = self.shared.lock();
-            if let Some(max) = self.max_value {
-                if core.permits.value >= max {
+        let max_value = self.max_value;
+        self.shared
+            .change(|p| {
+                if let Some(max) = max_value.filter(|max| p.value >= *max) {
                     return Err(PyValueError::new_err(format!(
                         "semaphore released too many times (max_value={max})"
                     )));
                 }
-            }
-            core.permits.put_back(&());
-            let mut out = Wakeups::default();
-            self.shared.grant_waiting(&mut core, &mut out);
-            out
-        };
-        wakeups.run(py)
+                p.put_back(&());
+                Ok(())
+            })?
+            .run(py)
     }
 
     /// The number of free permits.
@@ -400,18 +396,15 @@ impl CapacityLimiter {
     }
 
     fn give_back(&self, py: Python<'_>, holder: Holder) -> PyResult<()> {
-        let wakeups = {
-            let mut core = self.shared.lock();
-            if !core.permits.borrowers.contains(&holder) {
+        let wakeups = self.shared.change(|p| {
+            if !p.borrowers.contains(&holder) {
                 return Err(PyRuntimeError::new_err(
                     "this borrower isn't holding any of this CapacityLimiter's tokens",
                 ));
             }
-            core.permits.put_back(&holder);
-            let mut out = Wakeups::default();
-            self.shared.grant_waiting(&mut core, &mut out);
-            out
-        };
+            p.put_back(&holder);
+            Ok(())
+        })?;
         self.borrowers.remove(holder);
         wakeups.run(py)
     }
@@ -516,14 +509,12 @@ impl CapacityLimiter {
     #[setter]
     fn set_total_tokens(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let total = total_arg(value)?;
-        let wakeups = {
-            let mut core = self.shared.lock();
-            core.permits.total = total;
-            let mut out = Wakeups::default();
-            self.shared.grant_waiting(&mut core, &mut out);
-            out
-        };
-        wakeups.run(py)
+        self.shared
+            .change(|p| {
+                p.total = total;
+                Ok(())
+            })?
+            .run(py)
     }
 
     #[getter]
