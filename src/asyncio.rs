@@ -99,14 +99,13 @@ pub fn running_loop<'py>(py: Python<'py>, what: &str) -> PyResult<Bound<'py, PyA
 // rl_pid}`) stored in the thread-state dict under this key. The first time `get_running_loop()`
 // finds a loop, we check that the holder's type and layout are exactly that (the loop pointer
 // sits right after the object header) and from then on read the loop straight from the
-// holder, comparing its pid with ours (kept current across `fork()` by `after_fork`).
+// holder, comparing its pid with ours (kept current across `fork()` by `process.rs`).
 // Nothing is cached per thread, so no reference to a loop outlives it. Where the check fails
 // (other Python versions store the loop elsewhere) every call goes to `get_running_loop()`.
 const HOLDER_KEY: &str = "__asyncio_running_event_loop__";
 
 /// The holder type, once its layout was verified (0: not verified yet; 1: not usable).
 static HOLDER_TYPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 #[repr(C)]
 struct RunningLoopHolder {
@@ -139,7 +138,7 @@ fn read_holder<'py>(holder: &Bound<'py, PyAny>) -> Option<Option<Bound<'py, PyAn
     // a live loop (see `verify_holder`); the holder is alive (we hold a reference) and its
     // fields are only written when a new holder replaces it.
     let (lp, pid) = unsafe { ((*raw).rl_loop, (*raw).rl_pid) };
-    if lp.is_null() || pid != PID.load(std::sync::atomic::Ordering::Relaxed) {
+    if lp.is_null() || pid != crate::process::pid() {
         return None;
     }
     // SAFETY: `lp` is the holder's strong reference to the loop (or None); we take our own.
@@ -160,11 +159,6 @@ fn verify_holder(holder: &Bound<'_, PyAny>, loop_: &Bound<'_, PyAny>) {
         && unsafe { (*ty.as_type_ptr()).tp_basicsize as usize }
             >= std::mem::size_of::<RunningLoopHolder>()
         && unsafe { (*holder.as_ptr().cast::<RunningLoopHolder>()).rl_loop } == loop_.as_ptr();
-    // SAFETY: getpid has no preconditions.
-    PID.store(
-        unsafe { libc::getpid() },
-        std::sync::atomic::Ordering::Relaxed,
-    );
     let value = if ok { ty.as_ptr() as usize } else { 1 };
     HOLDER_TYPE.store(value, std::sync::atomic::Ordering::Release);
 }
@@ -186,15 +180,13 @@ pub fn running_loop_opt(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     Ok(found)
 }
 
-/// Records the new process id after `fork()`, so holders inherited from the parent are not
-/// read as running loops in the child.
+/// Runs in a forked child (`os.register_at_fork(after_in_child=...)`): records the new process
+/// id, so holders inherited from the parent are not read as running loops in the child, marks
+/// the threads that did not survive, and tears down the runtimes of their loops.
 #[pyfunction]
-pub fn after_fork() {
-    // SAFETY: getpid has no preconditions.
-    PID.store(
-        unsafe { libc::getpid() },
-        std::sync::atomic::Ordering::Relaxed,
-    );
+pub fn after_fork(py: Python<'_>) {
+    crate::process::after_fork_in_child();
+    crate::loop_runtime::after_fork_in_child(py);
 }
 
 pub fn no_loop_error(what: &str) -> PyErr {
@@ -218,6 +210,17 @@ pub fn base_exception_group_type(py: Python<'_>) -> &Bound<'_, PyType> {
 
 pub fn task_type(py: Python<'_>) -> &Bound<'_, PyType> {
     cache(py).task_type.bind(py)
+}
+
+/// True for instances of `asyncio.Task`.
+pub fn is_task(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_instance(task_type(obj.py())).unwrap_or(false)
+}
+
+/// True for `contextvars.Context` objects.
+pub fn is_context(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: attached; PyContext_CheckExact only reads the type pointer.
+    unsafe { ffi::PyContext_CheckExact(obj.as_ptr()) != 0 }
 }
 
 /// True for instances of `asyncio.Future` (tasks included).
@@ -379,6 +382,34 @@ pub fn call_with_kwnames<'py>(
     }
 }
 
+/// The Task constructor of a factory made by `asyncio.create_eager_task_factory` (which
+/// `asyncio.eager_task_factory` is), recognised by its code object; None for other factories.
+fn eager_factory_constructor<'py>(
+    py: Python<'py>,
+    factory: &Bound<'py, PyAny>,
+) -> Option<Bound<'py, PyAny>> {
+    if factory.is_none() {
+        return None;
+    }
+    static EAGER_CODE: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+    let code = EAGER_CODE
+        .get_or_init(py, || {
+            py.import("asyncio")
+                .and_then(|m| m.getattr("eager_task_factory"))
+                .and_then(|f| f.getattr("__code__"))
+                .map(Bound::unbind)
+                .ok()
+        })
+        .as_ref()?;
+    let own = factory.getattr(intern!(py, "__code__")).ok()?;
+    if !own.is(code.bind(py)) {
+        return None;
+    }
+    let closure = factory.getattr(intern!(py, "__closure__")).ok()?;
+    let cell = closure.cast::<PyTuple>().ok()?.get_item(0).ok()?;
+    cell.getattr(intern!(py, "cell_contents")).ok()
+}
+
 /// A new Task for `coro` on `loop_`, with an optional name and context: `asyncio.Task` itself
 /// when the loop has no task factory (what `loop.create_task` does then, minus its Python
 /// frame), else `loop.create_task` so factories keep working.
@@ -404,6 +435,21 @@ pub fn new_task<'py>(
         Ok(f) => f,
         Err(_) => loop_.call_method0(intern!(py, "get_task_factory"))?,
     };
+    if let Some(constructor) = eager_factory_constructor(py, &factory) {
+        // An eager task factory (3.12+): build the task as the factory would, calling its Task
+        // constructor ourselves. uvloop passes `eager_start=` on to the factory, which 3.13.0's
+        // factory rejects; calling the constructor directly works on every loop.
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item(intern!(py, "loop"), loop_)?;
+        if let Some(n) = name {
+            kwargs.set_item(intern!(py, "name"), n)?;
+        }
+        if let Some(c) = context {
+            kwargs.set_item(intern!(py, "context"), c)?;
+        }
+        kwargs.set_item(intern!(py, "eager_start"), true)?;
+        return constructor.call((coro,), Some(&kwargs));
+    }
     let (func, mut args): (Bound<'py, PyAny>, Vec<&Bound<'py, PyAny>>) = if factory.is_none() {
         (task_type(py).clone().into_any(), vec![coro, loop_])
     } else {

@@ -7,25 +7,45 @@
 //   `asyncio.Future` (or `None`, for a bare one-iteration yield) straight to the Task, and is
 //   resumed with `send` or `throw` like a generator.
 //
-// Both also get the `am_send` slot of their type patched at module initialisation. PyO3 cannot
-// declare that slot, and without it CPython resumes a non-generator awaitable through
-// `tp_iternext` plus a `StopIteration` carrying the result (130-210 ns); with it,
-// `PyIter_Send` hands the result back directly (33-41 ns).
+// The fast path. PyO3 declares the await protocol through Python-level methods; the slots that
+// `await` actually uses are patched once at module initialisation with plain C functions:
+// * `am_await` (`__await__`) returns the object itself;
+// * `am_send` (3.11's `await` resumes through it): the value comes back without a
+//   `StopIteration` (33-41 ns instead of 130-210 ns);
+// * `tp_iternext`: 3.12 and later never call `am_send` (their SEND goes through `tp_iternext`
+//   when resuming with None). A result of None is reported as NULL with no exception set (which
+//   SEND reads as "returned None"), True and False as pre-built `StopIteration`s, anything else
+//   as a fresh `StopIteration(value)` raised without chaining. That is the cheapest way to finish
+//   an await from C on 3.12+.
+//
+// Checkpoints. A `Waiting` made with `Waiting::checkpoint` is a toolcase_rs checkpoint: before
+// its state machine starts, it asks whether the current task is inside a cancelled scope; if so
+// it passes through the event loop once (a bare yield) and then raises the cancellation, as
+// trio's checkpoints do. Code that swallows cancellation in a loop therefore cannot starve the
+// other tasks of its loop. The uncancelled path pays one O(1) check, nothing more.
+//
+// A forgotten `await`. A `Waiting` made with `Waiting::op` or `Waiting::checkpoint` that is
+// dropped without ever being resumed emits `RuntimeWarning("... was never awaited")` naming its
+// operation, like an un-awaited coroutine; nothing it would have done has happened (every
+// operation does its work on the first resume).
 //
 // Threads: these run on the loop thread of the task that awaits them. Drop order: a `Waiting`
 // dropped mid-flight (its coroutine was garbage-collected) drops its state machine, which
 // releases the Python references it holds; nothing else is left armed, because every wait
-// registers its wake-up on a future that dies with it or cleans up in `close`.
+// registers its wake-up on a future that dies with it or cleans up in `close`/`Drop`.
 
+use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyRuntimeWarning, PyStopIteration, PyTypeError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyTuple, PyType};
+use pyo3::types::{PyBool, PyTuple, PyType};
+
+use crate::loop_runtime::delivery;
 
 /// What a state machine does next.
 pub enum Step {
@@ -83,10 +103,7 @@ impl Ready {
             Py::new(
                 py,
                 Ready {
-                    value: pyo3::types::PyBool::new(py, true)
-                        .to_owned()
-                        .into_any()
-                        .unbind(),
+                    value: PyBool::new(py, true).to_owned().into_any().unbind(),
                 },
             )
         })?;
@@ -131,20 +148,78 @@ impl Ready {
     fn close(&self) {}
 }
 
+/// Where a checkpoint is, before the state machine starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Not a checkpoint, or already past the check.
+    Passed,
+    /// A checkpoint that has not looked yet.
+    Pending,
+    /// Cancelled: yielded to the loop once; the next resume raises (if still cancelled).
+    Yielded,
+}
+
 /// Await helper that suspends on native futures; see the module notes.
 #[pyclass(module = "toolcase_rs._toolcase_rs", name = "Waiting")]
 pub struct Waiting {
     /// `None` once finished or closed.
     drive: Option<Box<dyn Drive>>,
+    /// The operation, for the "never awaited" warning (None: internal, no warning).
+    op: Option<&'static str>,
+    started: bool,
+    check: Check,
 }
 
 impl Waiting {
-    pub fn new(py: Python<'_>, drive: impl Drive) -> PyResult<Bound<'_, Waiting>> {
+    fn make<'py>(
+        py: Python<'py>,
+        drive: Box<dyn Drive>,
+        op: Option<&'static str>,
+        check: Check,
+    ) -> PyResult<Bound<'py, Waiting>> {
         Bound::new(
             py,
             Waiting {
-                drive: Some(Box::new(drive)),
+                drive: Some(drive),
+                op,
+                started: false,
+                check,
             },
+        )
+    }
+
+    /// An internal wait (part of a protocol the caller always drives, like `__aexit__`).
+    pub fn new(py: Python<'_>, drive: impl Drive) -> PyResult<Bound<'_, Waiting>> {
+        Self::make(py, Box::new(drive), None, Check::Passed)
+    }
+
+    /// A user-facing operation: warns if dropped without being awaited.
+    pub fn op<'py>(
+        py: Python<'py>,
+        op: &'static str,
+        drive: impl Drive,
+    ) -> PyResult<Bound<'py, Waiting>> {
+        Self::make(py, Box::new(drive), Some(op), Check::Passed)
+    }
+
+    /// A user-facing operation that is a checkpoint (see the module notes).
+    pub fn checkpoint<'py>(
+        py: Python<'py>,
+        op: &'static str,
+        drive: impl Drive,
+    ) -> PyResult<Bound<'py, Waiting>> {
+        Self::make(py, Box::new(drive), Some(op), Check::Pending)
+    }
+
+    /// A checkpoint whose task is already known to be cancelled: passes through the loop once,
+    /// then raises. For the fast paths (`async with lock:`) that find the cancellation before
+    /// building a state machine.
+    pub fn cancelled(py: Python<'_>, err: PyErr) -> PyResult<Bound<'_, Waiting>> {
+        Self::make(
+            py,
+            Box::new(RaiseAfterYield(Some(err))),
+            None,
+            Check::Passed,
         )
     }
 
@@ -152,16 +227,42 @@ impl Waiting {
         let py = slf.py();
         // Take the machine out while it runs, so Python code it calls can never observe (or
         // re-enter) a borrowed `Waiting`.
-        let mut drive = match slf.borrow_mut().drive.take() {
-            Some(d) => d,
-            None => {
-                return match input {
-                    Input::Throw(err) => Err(err),
-                    Input::Send(_) => Err(PyTypeError::new_err(
-                        "cannot reuse an awaitable that already finished; call the API again",
-                    )),
+        let (mut drive, check) =
+            {
+                let mut w = slf.borrow_mut();
+                w.started = true;
+                match w.drive.take() {
+                    Some(d) => (d, w.check),
+                    None => return match input {
+                        Input::Throw(err) => Err(err),
+                        Input::Send(_) => Err(PyTypeError::new_err(
+                            "cannot reuse an awaitable that already finished; call the API again",
+                        )),
+                    },
                 }
+            };
+        let input = match (check, input) {
+            (Check::Passed, input) => input,
+            (Check::Pending, Input::Send(v)) => {
+                if delivery::current_cancellation(py)?.is_some() {
+                    let mut w = slf.borrow_mut();
+                    w.check = Check::Yielded;
+                    w.drive = Some(drive);
+                    return Ok(Step::Yield(py.None()));
+                }
+                slf.borrow_mut().check = Check::Passed;
+                Input::Send(v)
             }
+            (Check::Yielded, Input::Send(v)) => {
+                if let Some(err) = delivery::current_cancellation(py)? {
+                    return Err(err);
+                }
+                // No longer cancelled (a shield went up meanwhile): start after all.
+                slf.borrow_mut().check = Check::Passed;
+                Input::Send(v)
+            }
+            // Thrown in before the machine started: nothing to undo.
+            (_, Input::Throw(err)) => return Err(err),
         };
         let out = drive.resume(py, input);
         if let Ok(Step::Yield(_)) = out {
@@ -213,7 +314,11 @@ impl Waiting {
     }
 
     fn close(slf: &Bound<'_, Self>) {
-        let drive = slf.borrow_mut().drive.take();
+        let drive = {
+            let mut w = slf.borrow_mut();
+            w.started = true;
+            w.drive.take()
+        };
         if let Some(mut d) = drive {
             d.close(slf.py());
         }
@@ -229,6 +334,58 @@ impl Waiting {
     fn __clear__(&mut self) {
         // Breaks the cycle; the machine's Drop releases what it holds.
         self.drive = None;
+    }
+
+    fn __repr__(&self) -> String {
+        let state = match (&self.drive, self.started) {
+            (None, _) => "finished",
+            (Some(_), false) => "not awaited yet",
+            (Some(_), true) => "waiting",
+        };
+        format!("<{} {state}>", self.op.unwrap_or("toolcase_rs awaitable"))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let (false, Some(op), Some(_)) = (self.started, self.op, &self.drive) {
+            Python::attach(|py| warn_never_awaited(py, op));
+        }
+    }
+}
+
+/// Emits the "never awaited" RuntimeWarning from a destructor: the exception being handled (if
+/// any) is kept, and a warning turned into an error is reported as unraisable.
+fn warn_never_awaited(py: Python<'_>, op: &str) {
+    let saved = PyErr::take(py);
+    let message = CString::new(format!("toolcase_rs.{op} was never awaited"))
+        .unwrap_or_else(|_| c"a toolcase_rs operation was never awaited".to_owned());
+    let category = py.get_type::<PyRuntimeWarning>();
+    if let Err(err) = PyErr::warn(py, &category, &message, 1) {
+        err.write_unraisable(py, None);
+    }
+    if let Some(saved) = saved {
+        saved.restore(py);
+    }
+}
+
+/// Yields once, then raises the error it holds (a cancelled checkpoint's fast path).
+struct RaiseAfterYield(Option<PyErr>);
+
+impl Drive for RaiseAfterYield {
+    fn resume(&mut self, py: Python<'_>, input: Input<'_>) -> PyResult<Step> {
+        match (input, self.0.take()) {
+            (Input::Throw(err), _) => Err(err),
+            (Input::Send(_), Some(err)) => {
+                self.0 = Some(err);
+                Ok(Step::Yield(py.None()))
+            }
+            (Input::Send(_), None) => {
+                Err(delivery::current_cancellation(py)?.unwrap_or_else(|| {
+                    pyo3::exceptions::PyRuntimeError::new_err("awaitable already used")
+                }))
+            }
+        }
     }
 }
 
@@ -272,7 +429,7 @@ pub fn thrown_error(
     }
 }
 
-// ----- the am_send fast path ------------------------------------------------------------------
+// ----- the C slots -----------------------------------------------------------------------------
 
 fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
     let msg = payload
@@ -283,11 +440,66 @@ fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
     PanicException::new_err(msg)
 }
 
-/// Writes an outcome the way `am_send` must report it.
+/// Pre-built `StopIteration(True)` and `StopIteration(False)`: the results of most acquires and
+/// waits. Raised without chaining, never shown to Python code (SEND consumes them at once).
+struct StopValues {
+    true_: Py<PyAny>,
+    false_: Py<PyAny>,
+}
+
+static STOPS: PyOnceLock<StopValues> = PyOnceLock::new();
+
+fn stops(py: Python<'_>) -> PyResult<&StopValues> {
+    STOPS.get_or_try_init(py, || {
+        let cls = py.get_type::<PyStopIteration>();
+        Ok(StopValues {
+            true_: cls.call1((true,))?.unbind(),
+            false_: cls.call1((false,))?.unbind(),
+        })
+    })
+}
+
+/// Finishes an iteration with `value` the cheapest way (see the module notes). Returns NULL.
+///
+/// # Safety
+/// The caller is a `tp_iternext` slot, attached to the interpreter.
+unsafe fn finish_iteration(py: Python<'_>, value: Py<PyAny>) -> *mut ffi::PyObject {
+    if value.is_none(py) {
+        return std::ptr::null_mut();
+    }
+    let exc: PyResult<Py<PyAny>> = (|| {
+        let v = value.bind(py);
+        if v.is_exact_instance_of::<PyBool>() {
+            let s = stops(py)?;
+            let cached = if v.is_truthy()? { &s.true_ } else { &s.false_ };
+            return Ok(cached.clone_ref(py));
+        }
+        Ok(py.get_type::<PyStopIteration>().call1((v,))?.unbind())
+    })();
+    match exc {
+        Ok(exc) => {
+            // SAFETY: attached; PyErr_Restore steals both references (type and instance) and
+            // does not chain the exception onto the one being handled.
+            #[allow(deprecated)]
+            unsafe {
+                ffi::Py_INCREF(ffi::PyExc_StopIteration);
+                ffi::PyErr_Restore(
+                    ffi::PyExc_StopIteration,
+                    exc.into_ptr(),
+                    std::ptr::null_mut(),
+                );
+            }
+        }
+        Err(e) => e.restore(py),
+    }
+    std::ptr::null_mut()
+}
+
+/// Writes an `am_send` outcome.
 ///
 /// # Safety
 /// `presult` must be valid for writes; the caller is attached to the interpreter.
-unsafe fn report(
+unsafe fn report_send(
     py: Python<'_>,
     out: std::thread::Result<PyResult<Step>>,
     presult: *mut *mut ffi::PyObject,
@@ -313,6 +525,25 @@ unsafe fn report(
     }
 }
 
+/// Writes a `tp_iternext` outcome.
+///
+/// # Safety
+/// The caller is a `tp_iternext` slot, attached to the interpreter.
+unsafe fn report_next(
+    py: Python<'_>,
+    out: std::thread::Result<PyResult<Step>>,
+) -> *mut ffi::PyObject {
+    match out.unwrap_or_else(|payload| Err(panic_error(payload))) {
+        Ok(Step::Yield(v)) => v.into_ptr(),
+        // SAFETY: forwarded from our caller.
+        Ok(Step::Return(v)) => unsafe { finish_iteration(py, v) },
+        Err(e) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
 unsafe extern "C" fn waiting_am_send(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
@@ -330,7 +561,19 @@ unsafe extern "C" fn waiting_am_send(
         Waiting::step(&slf, Input::Send(arg))
     }));
     // SAFETY: `presult` comes from CPython's PyIter_Send and is writable.
-    unsafe { report(py, out, presult) }
+    unsafe { report_send(py, out, presult) }
+}
+
+unsafe extern "C" fn waiting_iternext(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls tp_iternext attached.
+    let py = unsafe { Python::assume_attached() };
+    let out = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: installed only on `Waiting`, so `slf` is a live `Waiting`.
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Waiting>() };
+        Waiting::step(&slf, Input::Send(py.None().into_bound(py)))
+    }));
+    // SAFETY: we are a tp_iternext slot, attached.
+    unsafe { report_next(py, out) }
 }
 
 unsafe extern "C" fn ready_am_send(
@@ -344,23 +587,44 @@ unsafe extern "C" fn ready_am_send(
     let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Ready>() };
     let value = slf.get().value.clone_ref(py);
     // SAFETY: `presult` comes from CPython's PyIter_Send and is writable.
-    unsafe { report(py, Ok(Ok(Step::Return(value))), presult) }
+    unsafe { report_send(py, Ok(Ok(Step::Return(value))), presult) }
 }
 
-/// Installs the `am_send` fast path on both awaitable types. Called once from module init.
-pub fn install_am_send(py: Python<'_>) -> PyResult<()> {
+unsafe extern "C" fn ready_iternext(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls tp_iternext attached.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: installed only on `Ready`, so `slf` is a live `Ready`.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Ready>() };
+    let value = slf.get().value.clone_ref(py);
+    // SAFETY: we are a tp_iternext slot, attached.
+    unsafe { finish_iteration(py, value) }
+}
+
+/// `__await__` for both types: the object is its own iterator.
+unsafe extern "C" fn self_await(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython passes a live object; we return a new reference to it.
+    unsafe { ffi::Py_INCREF(slf) };
+    slf
+}
+
+/// Installs the C slots on both awaitable types. Called once from module init.
+pub fn install_slots(py: Python<'_>) -> PyResult<()> {
     use pyo3::PyTypeInfo;
-    for (ty, send) in [
+    stops(py)?;
+    let table: [(*mut ffi::PyTypeObject, ffi::sendfunc, ffi::iternextfunc); 2] = [
         (
             Waiting::type_object_raw(py),
-            waiting_am_send as ffi::sendfunc,
+            waiting_am_send,
+            waiting_iternext,
         ),
-        (Ready::type_object_raw(py), ready_am_send as ffi::sendfunc),
-    ] {
-        // SAFETY: `ty` is a heap type created by PyO3 for a class that defines `__await__`, so
-        // `tp_as_async` points at the `as_async` block embedded in its PyHeapTypeObject and is
-        // writable; no instance has been resumed yet (this runs during module init, under the
-        // GIL). `PyType_Modified` invalidates any cached slot lookups.
+        (Ready::type_object_raw(py), ready_am_send, ready_iternext),
+    ];
+    for (ty, send, next) in table {
+        // SAFETY: `ty` is a heap type created by PyO3 for a class that defines `__await__` and
+        // `__next__`, so `tp_as_async` points at the `as_async` block embedded in its
+        // PyHeapTypeObject and is writable, as is `tp_iternext`; no instance has been awaited
+        // yet (this runs during module init, attached). `PyType_Modified` invalidates any
+        // cached slot lookups.
         unsafe {
             let as_async = (*ty).tp_as_async;
             if as_async.is_null() {
@@ -368,7 +632,9 @@ pub fn install_am_send(py: Python<'_>) -> PyResult<()> {
                     "internal error: awaitable type without tp_as_async",
                 ));
             }
+            (*as_async).am_await = Some(self_await);
             (*as_async).am_send = Some(send);
+            (*ty).tp_iternext = Some(next);
             ffi::PyType_Modified(ty);
         }
     }

@@ -1,27 +1,37 @@
 // toolcase_rs native core: the one Python module this crate exports.
 //
-// Layers (see the design notes at the top of each module):
-//   scope/      scope tree, deadline heap, CancelScope          (pure Rust core + bindings)
-//   task/       TaskGroup, TaskHandle, start(), eager start
-//   time.rs     checkpoints and sleeping
-//   sync/       Lock, RLock, Semaphore, CapacityLimiter, Event, Queue (any loop, any thread)
-//   bridge/     LoopPort: the GIL-free way other threads wake a loop; Parker for threads
-//   runtime.rs  the per-thread registry and cancellation delivery that glue them together
-//   awaitable.rs, asyncio.rs   the await protocol and the asyncio calls everything uses
+// Layers (see the design notes at the top of each module), lower ones first:
+//   scope/tree.rs, scope/deadline.rs, sync/waiters.rs, bridge/, process.rs
+//                  pure Rust: scope tree, deadline heap, waiter queue, LoopPort protocol, thread
+//                  and fork identity (covered by `cargo test`)
+//   loop_runtime/  LoopRuntime: one per event loop (scope tree, task registry, delivery,
+//                  deadline heap + timer, LoopPort); handles hold an Arc to theirs
+//   scope/         CancelScope and its constructors
+//   task/          TaskGroup, TaskHandle, start(), eager start
+//   time.rs        checkpoints and sleeping
+//   sync/          Lock, RLock, Semaphore, CapacityLimiter, Event, Queue, RateLimiter
+//   awaitable.rs, asyncio.rs, errors.rs   the await protocol, asyncio calls, exceptions
 // Everything runs synchronously on the event-loop thread; waits are native asyncio futures.
+//
+// `gil_used = true`: the module relies on the GIL being held for its Python objects (frozen
+// classes keep their state behind mutexes, but not every path has been checked to be sound
+// when several threads run Python code at the same time). On a free-threaded interpreter,
+// importing it re-enables the GIL, as CPython does for modules that do not declare support.
 
 use pyo3::prelude::*;
 
 pub mod asyncio;
 pub mod awaitable;
 pub mod bridge;
-pub mod runtime;
+pub mod errors;
+pub mod loop_runtime;
+pub mod process;
 pub mod scope;
 pub mod sync;
 pub mod task;
 pub mod time;
 
-#[pymodule]
+#[pymodule(gil_used = true)]
 fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<scope::CancelScope>()?;
@@ -37,10 +47,7 @@ fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::rate::RateLimiter>()?;
     m.add_class::<awaitable::Ready>()?;
     m.add_class::<awaitable::Waiting>()?;
-    m.add(
-        "TaskCancelled",
-        py.get_type::<task::handle::TaskCancelled>(),
-    )?;
+    errors::register(m)?;
     m.add("TASK_STATUS_IGNORED", task::TaskStatus::ignored())?;
     m.add("CANCEL_MESSAGE_PREFIX", asyncio::CANCEL_PREFIX)?;
     m.add_function(wrap_pyfunction!(scope::move_on_after, m)?)?;
@@ -54,13 +61,13 @@ fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(time::sleep_until, m)?)?;
     m.add_function(wrap_pyfunction!(time::sleep_forever, m)?)?;
     m.add_function(wrap_pyfunction!(asyncio::after_fork, m)?)?;
-    // A forked child must not read the parent's running loop (see asyncio.rs).
+    // A forked child must not read the parent's running loop, nor grant to parent threads.
     let after_fork = m.getattr("after_fork")?;
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("after_in_child", after_fork)?;
     py.import("os")?
         .getattr("register_at_fork")?
         .call((), Some(&kwargs))?;
-    awaitable::install_am_send(py)?;
+    awaitable::install_slots(py)?;
     Ok(())
 }

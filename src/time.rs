@@ -1,11 +1,14 @@
 // Checkpoints and sleeping: the places where cancellation is delivered to code that runs in a
 // cancelled scope.
 //
-// A checkpoint first asks the runtime whether the current task is inside an effectively
-// cancelled scope (an O(1) read of the cached state in the scope tree) and raises
-// `CancelledError` at once if so; otherwise it suspends: once for `checkpoint()`, until a loop
-// timer for `sleep()`. Raising directly (rather than through `Task.cancel()`) costs nothing to
-// undo: no `uncancel()` is owed for it.
+// Every function here returns a `Waiting::checkpoint`: it first asks the runtime whether the
+// current task is inside an effectively cancelled scope (an O(1) read of the cached state in
+// the scope tree); if so it passes through the loop once and raises `CancelledError` (see
+// awaitable.rs); otherwise it suspends: once for `checkpoint()`, until a loop timer for
+// `sleep()`. Raising directly (rather than through `Task.cancel()`) costs nothing to undo: no
+// `uncancel()` is owed for it.
+//
+// Argument checks follow AnyIO 4.16: a negative (or NaN) delay is a `ValueError`.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -13,7 +16,6 @@ use pyo3::prelude::*;
 
 use crate::asyncio;
 use crate::awaitable::{Drive, Input, Step, Waiting};
-use crate::runtime;
 use crate::task::handle::FutureSetter;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
 
@@ -62,9 +64,6 @@ impl Drive for Sleep {
             return Ok(Step::Return(py.None()));
         }
         self.started = true;
-        if let Some(err) = runtime::current_cancellation(py)? {
-            return Err(err);
-        }
         let when = match self.until {
             Until::NextIteration => return Ok(Step::Yield(py.None())),
             Until::Time(t) => Some(t),
@@ -90,48 +89,56 @@ impl Drive for Sleep {
     }
 }
 
-/// A checkpoint: raise `CancelledError` if the current scope is cancelled, else yield to the
-/// event loop once.
+/// A checkpoint: raise `CancelledError` if the current scope is cancelled (after passing
+/// through the event loop once), else yield to the event loop once.
 #[pyfunction]
 pub fn checkpoint(py: Python<'_>) -> PyResult<Bound<'_, Waiting>> {
-    Waiting::new(py, Sleep::new(Until::NextIteration))
+    Waiting::checkpoint(py, "checkpoint()", Sleep::new(Until::NextIteration))
 }
 
-fn check_delay(delay: f64, what: &str) -> PyResult<f64> {
-    if delay.is_nan() {
-        return Err(PyValueError::new_err(format!("{what} must not be NaN")));
-    }
-    Ok(delay)
-}
-
-/// Sleep for `delay` seconds (a checkpoint; `0` or less yields once).
+/// Sleep for `delay` seconds (a checkpoint; `0` yields once).
+///
+/// Raises:
+///     ValueError: `delay` is negative or NaN.
 #[pyfunction]
 pub fn sleep(py: Python<'_>, delay: f64) -> PyResult<Bound<'_, Waiting>> {
-    let delay = check_delay(delay, "delay")?;
-    if delay <= 0.0 {
-        return checkpoint(py);
+    if delay.is_nan() || delay < 0.0 {
+        return Err(PyValueError::new_err(format!(
+            "delay must be a non-negative number, got {delay}"
+        )));
+    }
+    if delay == 0.0 {
+        return Waiting::checkpoint(py, "sleep()", Sleep::new(Until::NextIteration));
     }
     if delay.is_infinite() {
-        return Waiting::new(py, Sleep::new(Until::Forever));
+        return Waiting::checkpoint(py, "sleep()", Sleep::new(Until::Forever));
     }
     let now: f64 = asyncio::running_loop(py, "sleep()")?
         .call_method0(intern!(py, "time"))?
         .extract()?;
-    Waiting::new(py, Sleep::new(Until::Time(now + delay)))
+    Waiting::checkpoint(py, "sleep()", Sleep::new(Until::Time(now + delay)))
 }
 
-/// Sleep until `deadline` on the loop clock (`current_time()`).
+/// Sleep until `deadline` on the loop clock (`current_time()`); a deadline in the past
+/// yields once.
+///
+/// Raises:
+///     ValueError: `deadline` is NaN.
 #[pyfunction]
 pub fn sleep_until(py: Python<'_>, deadline: f64) -> PyResult<Bound<'_, Waiting>> {
-    let deadline = check_delay(deadline, "deadline")?;
-    if deadline.is_infinite() && deadline > 0.0 {
-        return Waiting::new(py, Sleep::new(Until::Forever));
+    if deadline.is_nan() {
+        return Err(PyValueError::new_err("deadline must not be NaN"));
     }
-    Waiting::new(py, Sleep::new(Until::Time(deadline)))
+    let until = if deadline == f64::INFINITY {
+        Until::Forever
+    } else {
+        Until::Time(deadline)
+    };
+    Waiting::checkpoint(py, "sleep_until()", Sleep::new(until))
 }
 
 /// Sleep until cancelled.
 #[pyfunction]
 pub fn sleep_forever(py: Python<'_>) -> PyResult<Bound<'_, Waiting>> {
-    Waiting::new(py, Sleep::new(Until::Forever))
+    Waiting::checkpoint(py, "sleep_forever()", Sleep::new(Until::Forever))
 }

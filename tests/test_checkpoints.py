@@ -42,25 +42,36 @@ async def test_sleep_zero_yields_once(lib):
     await _sleep_yields_once(lib.sleep, 0)
 
 
-async def test_negative_sleep_is_treated_as_zero(tc):
-    """toolcase_rs-only: AnyIO 4.16 raises ValueError for a negative delay."""
-    await _sleep_yields_once(tc.sleep, -1)
+@pytest.mark.parametrize("delay", [-1, -0.001, -math.inf, math.nan])
+async def test_negative_or_nan_sleep_is_a_value_error(lib, delay):
+    """As in AnyIO 4.16 (and trio): a negative delay is a ValueError, not a zero sleep."""
+    with pytest.raises(ValueError):
+        await lib.sleep(delay)
 
 
-async def test_checkpoint_in_a_cancelled_scope_raises_without_yielding(tc):
-    """toolcase_rs-only: the contract says checkpoint() raises *at once* when cancelled."""
+@pytest.mark.parametrize("how", ["checkpoint", "sleep", "lock", "event", "queue"])
+async def test_checkpoint_in_a_cancelled_scope_passes_through_the_loop_before_raising(tc, how):
+    """As trio's checkpoints do: a cancelled checkpoint lets the loop run once, then raises, so
+    code that swallows cancellation in a loop cannot starve the other tasks."""
     runs = []
 
     async def other():
         runs.append(1)
 
+    call = {
+        "checkpoint": lambda: tc.checkpoint(),
+        "sleep": lambda: tc.sleep(3600),
+        "lock": lambda: tc.Lock().acquire(),
+        "event": lambda: tc.Event().wait(),
+        "queue": lambda: tc.Queue().get(),
+    }[how]
     with tc.CancelScope() as scope:
         scope.cancel()
         task = asyncio.create_task(other())
         try:
-            await tc.checkpoint()
+            await call()
         finally:
-            assert runs == [], "checkpoint() yielded before raising"
+            assert runs == [1], "the cancelled checkpoint raised without yielding once"
     assert scope.cancelled_caught
     await task
 

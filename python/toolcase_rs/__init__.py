@@ -5,19 +5,6 @@ loops and threads, with AnyIO's semantics, running as plain asyncio tasks on any
 loop (uvloop included).
 """
 
-from ._combinators import (
-    CompletionStream as CompletionStream,
-    Settled as Settled,
-    SettledStatus as SettledStatus,
-    as_completed as as_completed,
-    bounded_map as bounded_map,
-    first_success as first_success,
-    gather as gather,
-    gather_settled as gather_settled,
-    map_async as map_async,
-    race as race,
-    retry as retry,
-)
 from ._core import (
     create_task_group as create_task_group,
     current_task as current_task,
@@ -35,9 +22,13 @@ from ._toolcase_rs import (
     TASK_STATUS_IGNORED as TASK_STATUS_IGNORED,
     CancelScope as CancelScope,
     CapacityLimiter as CapacityLimiter,
+    ClosedResourceError as ClosedResourceError,
+    EndOfStream as EndOfStream,
     Event as Event,
     Lock as Lock,
     Queue as Queue,
+    QueueEmpty as QueueEmpty,
+    QueueFull as QueueFull,
     RateLimiter as RateLimiter,
     RLock as RLock,
     Semaphore as Semaphore,
@@ -45,6 +36,7 @@ from ._toolcase_rs import (
     TaskGroup as TaskGroup,
     TaskHandle as TaskHandle,
     TaskStatus as TaskStatus,
+    WouldBlock as WouldBlock,
     checkpoint as checkpoint,
     current_effective_deadline as current_effective_deadline,
     current_time as current_time,
@@ -59,19 +51,27 @@ from ._toolcase_rs import (
 from ._types import (
     BarrierStatistics as BarrierStatistics,
     CapacityLimiterStatistics as CapacityLimiterStatistics,
-    ClosedResourceError as ClosedResourceError,
     ConditionStatistics as ConditionStatistics,
-    EndOfStream as EndOfStream,
     EventStatistics as EventStatistics,
     LockStatistics as LockStatistics,
-    QueueEmpty as QueueEmpty,
-    QueueFull as QueueFull,
     QueueStatistics as QueueStatistics,
     RateLimiterStatistics as RateLimiterStatistics,
     RLockStatistics as RLockStatistics,
     SemaphoreStatistics as SemaphoreStatistics,
     TaskState as TaskState,
-    WouldBlock as WouldBlock,
+)
+from .combinators import (
+    CompletionStream as CompletionStream,
+    Settled as Settled,
+    SettledStatus as SettledStatus,
+    as_completed as as_completed,
+    bounded_map as bounded_map,
+    first_success as first_success,
+    gather as gather,
+    gather_settled as gather_settled,
+    map_async as map_async,
+    race as race,
+    retry as retry,
 )
 
 __version__ = "0.1.0"

@@ -81,7 +81,20 @@ def run(
         loop_factory: makes the loop (for example `uvloop.new_event_loop`); default asyncio's.
 
     Raises:
-        RuntimeError: called while an event loop is already running in this thread.
+        RuntimeError: called while an event loop is already running in this thread (use
+            `await main(*args)` there instead).
+        TypeError: `main` is a coroutine object rather than an async function.
     """
+    if asyncio.iscoroutine(main):
+        main.close()  # it would never run: no "never awaited" warning on top of the error
+        raise TypeError(
+            "run() expects an async function and its arguments, got a coroutine object; "
+            "pass the function itself: run(main, *args)"
+        )
+    if asyncio._get_running_loop() is not None:
+        raise RuntimeError(
+            "run() cannot be called from a running event loop; inside async code, await the "
+            "function instead: `await main(*args)`"
+        )
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(main(*args))

@@ -94,7 +94,13 @@ class Condition:
             )
 
     async def wait(self) -> None:
-        """Release the lock, wait to be notified, and re-acquire the lock."""
+        """Release the lock, wait to be notified, and re-acquire the lock.
+
+        Cancel safety: a cancelled wait re-acquires the lock before it raises (retrying through
+        further cancellations, as `asyncio.Condition` does), so the `async with cond:` block
+        still exits holding it; a notification it had already received goes to the next
+        waiter.
+        """
         if current_effective_deadline() == -math.inf:
             await checkpoint()  # raises: the scope is cancelled
         self._check_held("Condition.wait()")
@@ -106,18 +112,36 @@ class Condition:
             await event.wait()
         except BaseException:
             with self._mutex:
-                if not event.is_set():
+                try:
+                    # Still queued: nobody notified us.
                     self._waiters.remove(event)
                     passed_on = None
-                else:
-                    # Notified but leaving: pass the notification on to the next waiter.
+                except ValueError:
+                    # A notify() took us off the queue (its set() may still be on its way):
+                    # pass the notification on to the next waiter.
                     passed_on = self._waiters.popleft() if self._waiters else None
             if passed_on is not None:
                 passed_on.set()
             raise
         finally:
-            with CancelScope(shield=True):
-                await self._lock.acquire()
+            await self._reacquire()
+
+    async def _reacquire(self) -> None:
+        # Shielded from scope cancellation; a native Task.cancel() still interrupts an await,
+        # so keep trying and re-raise the cancellation once the lock is held again.
+        cancelled: BaseException | None = None
+        while True:
+            try:
+                with CancelScope(shield=True):
+                    await self._lock.acquire()
+                break
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        if cancelled is not None:
+            try:
+                raise cancelled
+            finally:
+                cancelled = None
 
     async def wait_for(self, predicate: Callable[[], T]) -> T:
         """Wait until `predicate()` is true; returns its value."""
@@ -128,7 +152,17 @@ class Condition:
         return result
 
     def notify(self, n: int = 1) -> None:
-        """Wake up to `n` waiters (the caller must hold the lock)."""
+        """Wake up to `n` waiters (the caller must hold the lock).
+
+        Raises:
+            TypeError: `n` is not an int.
+            ValueError: `n` is negative.
+            RuntimeError: the caller does not hold the lock.
+        """
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"Condition.notify(n): n must be an int, not {type(n).__name__!r}")
+        if n < 0:
+            raise ValueError(f"Condition.notify(n): n must be >= 0, got {n}")
         self._check_held("Condition.notify()")
         with self._mutex:
             events = [self._waiters.popleft() for _ in range(min(n, len(self._waiters)))]
@@ -193,7 +227,22 @@ class Barrier:
         return self._broken
 
     async def wait(self, timeout: float | None = None) -> int:
-        """Arrive and wait for the others; returns this arrival's index (0 .. parties-1)."""
+        """Arrive and wait for the others; returns this arrival's index (0 .. parties-1).
+
+        Raises:
+            TypeError: `timeout` is not a number (or None).
+            ValueError: `timeout` is NaN.
+            TimeoutError: `timeout` passed first (the barrier is then broken).
+            asyncio.BrokenBarrierError: the barrier is (or becomes) broken.
+        """
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+                raise TypeError(
+                    "Barrier.wait(timeout): timeout must be a number of seconds or None, "
+                    f"not {type(timeout).__name__!r}"
+                )
+            if math.isnan(timeout):
+                raise ValueError("Barrier.wait(timeout): timeout must not be NaN")
         await checkpoint()
         with self._mutex:
             if self._broken:

@@ -27,9 +27,13 @@ __all__ = [
     "CANCEL_MESSAGE_PREFIX",
     "CancelScope",
     "CapacityLimiter",
+    "ClosedResourceError",
+    "EndOfStream",
     "Event",
     "Lock",
     "Queue",
+    "QueueEmpty",
+    "QueueFull",
     "RLock",
     "RateLimiter",
     "Ready",
@@ -40,6 +44,7 @@ __all__ = [
     "TaskHandle",
     "TaskStatus",
     "Waiting",
+    "WouldBlock",
     "after_fork",
     "checkpoint",
     "current_effective_deadline",
@@ -57,6 +62,21 @@ CANCEL_MESSAGE_PREFIX: Final[str]
 
 class TaskCancelled(Exception):
     """The task whose result was requested was cancelled."""
+
+class WouldBlock(Exception):
+    """A `*_nowait` operation could not complete at once."""
+
+class QueueEmpty(WouldBlock, asyncio.QueueEmpty):
+    """`Queue.get_nowait()` on an empty queue."""
+
+class QueueFull(WouldBlock, asyncio.QueueFull):
+    """`Queue.put_nowait()` on a full queue."""
+
+class ClosedResourceError(Exception):
+    """The resource (a queue) was closed; it takes no more input."""
+
+class EndOfStream(Exception):
+    """The queue was closed and everything in it has been read."""
 
 @final
 class Ready(Generic[_T_co]):

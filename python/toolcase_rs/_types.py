@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from dataclasses import dataclass
 
 __all__ = [
     "BarrierStatistics",
     "CapacityLimiterStatistics",
-    "ClosedResourceError",
     "ConditionStatistics",
-    "EndOfStream",
     "EventStatistics",
     "LockStatistics",
-    "QueueEmpty",
-    "QueueFull",
     "QueueStatistics",
     "RLockStatistics",
     "RateLimiterStatistics",
     "SemaphoreStatistics",
     "TaskState",
-    "WouldBlock",
 ]
 
 
@@ -41,29 +35,6 @@ class TaskState(enum.StrEnum):
 
 
 TaskState.__module__ = "toolcase_rs"
-
-
-# ---- exceptions -------------------------------------------------------------------------------
-
-
-class WouldBlock(Exception):
-    """A `*_nowait` operation could not complete at once."""
-
-
-class QueueEmpty(WouldBlock, asyncio.QueueEmpty):
-    """`Queue.get_nowait()` on an empty queue."""
-
-
-class QueueFull(WouldBlock, asyncio.QueueFull):
-    """`Queue.put_nowait()` on a full queue."""
-
-
-class ClosedResourceError(Exception):
-    """The resource (a queue) was closed; it takes no more input."""
-
-
-class EndOfStream(Exception):
-    """The queue was closed and everything in it has been read."""
 
 
 # ---- statistics -------------------------------------------------------------------------------
@@ -149,11 +120,6 @@ class QueueStatistics:
 
 
 for _cls in (
-    WouldBlock,
-    QueueEmpty,
-    QueueFull,
-    ClosedResourceError,
-    EndOfStream,
     LockStatistics,
     RLockStatistics,
     SemaphoreStatistics,

@@ -1,12 +1,13 @@
 // Cancel scopes and deadlines: the Python-facing `CancelScope` and its constructors.
 //
-// A `CancelScope` object is a handle: while active, its position in the scope tree, its
-// deadline and its cancellation message live in the thread's runtime (`runtime.rs`); before
-// entry and after exit the handle alone holds its state. Enter and exit run synchronously on the
-// loop thread and never touch the loop unless the scope has a finite deadline (then one push on
-// the loop's deadline heap, and a timer re-arm only when it became the earliest deadline).
+// A `CancelScope` object is a handle on a `ScopeRecord` (loop_runtime/scopes.rs): while
+// active, its position in the scope tree, its deadline and its cancellation message live in its
+// loop's runtime; before entry and after exit the record alone holds its state. Enter and exit
+// run synchronously on the loop thread and never touch the loop unless the scope has a finite
+// deadline (then one push on the loop's deadline heap, and a timer re-arm only when it became
+// the earliest deadline). `cancel()` and the `deadline` / `shield` setters work from any thread.
 //
-// Lifecycle (`ScopeState`): IDLE -> ACTIVE -> EXITED; a scope is entered at most once.
+// Lifecycle (`Phase`): IDLE -> ACTIVE -> EXITED; a scope is entered at most once.
 //
 // Swallowing rule (AnyIO's): on exit, a scope swallows a `CancelledError` only if the scope
 // itself was cancelled, no cancellation from outside reaches it (parent not effectively
@@ -17,35 +18,19 @@
 pub mod deadline;
 pub mod tree;
 
+use std::sync::Arc;
+
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyList, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::asyncio;
 use crate::awaitable::Ready;
-use crate::runtime::{self, ScopeEntry};
-use tree::{ExitError, ScopeKey, TaskKey};
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum ScopeState {
-    /// Created, not entered yet.
-    Idle,
-    /// Entered and not exited.
-    Active,
-    /// Exited (or torn down because its task ended or it was exited out of order).
-    Exited,
-}
-
-impl ScopeState {
-    fn name(self) -> &'static str {
-        match self {
-            ScopeState::Idle => "idle",
-            ScopeState::Active => "active",
-            ScopeState::Exited => "exited",
-        }
-    }
-}
+use crate::loop_runtime::scopes::{self, EnterError, Fail, Phase};
+use crate::loop_runtime::tasks::{self, Current};
+use crate::loop_runtime::{deadlines, delivery, LoopRuntime, ScopeRecord};
+use tree::ExitError;
 
 /// A cancel scope: code inside it can be cancelled, by `cancel()` or by a deadline.
 ///
@@ -62,30 +47,9 @@ impl ScopeState {
 ///
 /// Raises:
 ///     ValueError: a NaN deadline or timeout, or both `deadline` and `timeout`.
-#[pyclass(module = "toolcase_rs", name = "CancelScope")]
+#[pyclass(module = "toolcase_rs", name = "CancelScope", frozen)]
 pub struct CancelScope {
-    state: ScopeState,
-    /// Absolute deadline. While IDLE with `timeout` set, it is resolved at entry.
-    deadline: f64,
-    timeout: Option<f64>,
-    shield: bool,
-    cancel_called: bool,
-    cancelled_caught: bool,
-    reason: Option<String>,
-    /// Set by the constructors `fail_after` / `fail_at`: raise TimeoutError (with this message)
-    /// when the scope's own deadline cancelled it.
-    fail: Option<Option<String>>,
-    /// The message of the `CancelledError`s this scope delivers, once cancelled.
-    message: Option<Py<PyString>>,
-    // While ACTIVE:
-    key: Option<ScopeKey>,
-    host: Option<TaskKey>,
-    owner: Option<usize>,
-    /// The host task (for cross-thread cancel and for `uncancel`); None for an eager child
-    /// in its first step.
-    host_task: Option<Py<PyAny>>,
-    /// The loop, kept once a deadline is registered on it.
-    loop_: Option<Py<PyAny>>,
+    rec: Arc<ScopeRecord>,
 }
 
 fn check_not_nan(value: f64, what: &str) -> PyResult<f64> {
@@ -96,52 +60,47 @@ fn check_not_nan(value: f64, what: &str) -> PyResult<f64> {
     }
 }
 
+/// The message for a scope exited by another task than the one that entered it. `what` names
+/// the object ("TaskGroup", "CancelScope").
+pub fn cross_task_message(what: &str, host_ended: Option<&str>) -> String {
+    let entered = match host_ended {
+        Some(name) if !name.is_empty() => {
+            format!("it was entered in task {name:?}, which has finished since")
+        }
+        Some(_) => "the task that entered it has finished since".to_owned(),
+        None => "it was entered in another task".to_owned(),
+    };
+    format!(
+        "{what} must be exited by the task that entered it, but {entered}. An async-generator \
+         fixture (pytest-asyncio) runs its setup and teardown in different tasks: use the \
+         {what} inside the test itself, or run it in a task of its own that the fixture starts \
+         and stops"
+    )
+}
+
 impl CancelScope {
     pub fn with_options(
         deadline: f64,
         timeout: Option<f64>,
         shield: bool,
-        fail: Option<Option<String>>,
+        fail: Option<Fail>,
     ) -> PyResult<Self> {
         check_not_nan(deadline, "deadline")?;
         if let Some(t) = timeout {
             check_not_nan(t, "timeout")?;
         }
         Ok(CancelScope {
-            state: ScopeState::Idle,
-            deadline,
-            timeout,
-            shield,
-            cancel_called: false,
-            cancelled_caught: false,
-            reason: None,
-            fail,
-            message: None,
-            key: None,
-            host: None,
-            owner: None,
-            host_task: None,
-            loop_: None,
+            rec: Arc::new(ScopeRecord::new(deadline, timeout, shield, fail)),
         })
     }
 
-    pub fn key(&self) -> Option<ScopeKey> {
-        self.key
+    pub fn record(&self) -> &Arc<ScopeRecord> {
+        &self.rec
     }
 
     /// Enters the scope in the current task.
-    pub fn enter(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        {
-            let s = slf.borrow();
-            if s.state != ScopeState::Idle {
-                return Err(PyRuntimeError::new_err(
-                    "Each CancelScope may only be used for a single 'with' block; \
-                     create a new scope for each use",
-                ));
-            }
-        }
-        let Some(cur) = runtime::current(py, true)? else {
+    pub fn enter(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(cur) = tasks::current(py, true)? else {
             // Distinguish "no loop" from "loop but no task" for a helpful message.
             asyncio::running_loop(py, "entering a CancelScope")?;
             return Err(PyRuntimeError::new_err(
@@ -149,116 +108,103 @@ impl CancelScope {
                  (not in a loop callback)",
             ));
         };
+        self.enter_in(py, &cur)
+    }
+
+    /// Enters the scope in task `cur`.
+    pub fn enter_in(&self, py: Python<'_>, cur: &Current<'_>) -> PyResult<()> {
         let baseline: isize = match &cur.task {
             Some(t) => t.call_method0(intern!(py, "cancelling"))?.extract()?,
             None => 0,
         };
-        let (cancel_called, shield, mut deadline, timeout, message) = {
-            let s = slf.borrow();
-            (
-                s.cancel_called,
-                s.shield,
-                s.deadline,
-                s.timeout,
-                s.message.as_ref().map(|m| m.clone_ref(py)),
-            )
+        let needs_clock = {
+            let f = self.rec.fields();
+            f.timeout.is_some() || f.deadline.is_finite()
         };
-        // -inf is "already passed", like any deadline in the past.
-        let loop_ = if timeout.is_some() || deadline != f64::INFINITY {
-            Some(asyncio::running_loop(py, "entering a CancelScope")?)
+        let now = if needs_clock {
+            let loop_ = asyncio::running_loop(py, "entering a CancelScope")?;
+            Some(loop_.call_method0(intern!(py, "time"))?.extract::<f64>()?)
         } else {
             None
         };
-        let mut now = None;
-        if let (Some(t), Some(l)) = (timeout, &loop_) {
-            let t0: f64 = l.call_method0(intern!(py, "time"))?.extract()?;
-            deadline = t0 + t.max(0.0);
-            now = Some(t0);
+        match scopes::enter(py, &self.rec, cur, baseline, now)? {
+            Ok(()) => Ok(()),
+            Err(EnterError::Reused) => Err(PyRuntimeError::new_err(
+                "Each CancelScope may only be used for a single 'with' block; \
+                 create a new scope for each use",
+            )),
         }
-        let entry = ScopeEntry {
-            scope: slf.clone().unbind(),
-            baseline,
-            message,
-            deadline_gen: 0,
-            deadline_loop: None,
-        };
-        let (key, eff) = runtime::with_rt(|rt| {
-            rt.tree
-                .enter(cur.key, cancel_called, shield, deadline, entry)
-        });
-        {
-            let mut s = slf.borrow_mut();
-            s.state = ScopeState::Active;
-            s.deadline = deadline;
-            s.key = Some(key);
-            s.host = Some(cur.key);
-            s.owner = Some(runtime::thread_token());
-            s.host_task = cur.task.as_ref().map(|t| t.clone().unbind());
-            s.loop_ = loop_.as_ref().map(|l| l.clone().unbind());
-        }
-        if let Some(l) = &loop_ {
-            if deadline != f64::INFINITY {
-                Self::apply_deadline(slf, l, key, deadline, now)?;
-            }
-        }
-        if eff {
-            runtime::defer(py, cur.key)?;
-        }
-        Ok(())
-    }
-
-    /// Registers `deadline` for the active scope, or cancels now if it already passed.
-    /// `now` is the loop time when the caller already read it.
-    fn apply_deadline(
-        slf: &Bound<'_, Self>,
-        loop_: &Bound<'_, PyAny>,
-        key: ScopeKey,
-        deadline: f64,
-        now: Option<f64>,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let now: f64 = match now {
-            Some(t) => t,
-            None => loop_.call_method0(intern!(py, "time"))?.extract()?,
-        };
-        if deadline <= now {
-            runtime::set_deadline(py, loop_, key, f64::INFINITY)?;
-            return Self::cancel_by_deadline(slf);
-        }
-        runtime::set_deadline(py, loop_, key, deadline)
     }
 
     /// Exits the scope; returns whether the exception is swallowed.
-    pub fn exit(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        let py = slf.py();
-        let (state, key, host) = {
-            let s = slf.borrow();
-            (s.state, s.key, s.host)
+    pub fn exit(&self, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let (phase, location, host_ended) = {
+            let f = self.rec.fields();
+            (
+                f.phase,
+                f.active.as_ref().map(|a| (a.rt.clone(), a.key, a.host)),
+                f.host_ended.clone(),
+            )
         };
-        let (Some(key), Some(host), ScopeState::Active) = (key, host, state) else {
-            return Err(PyRuntimeError::new_err(format!(
-                "This cancel scope is not active (it is {})",
-                state.name()
-            )));
-        };
-        let current = runtime::current(py, false)?;
-        if current.as_ref().map(|c| c.key) != Some(host) {
-            let closing =
-                exc.is_some_and(|e| e.is_instance_of::<pyo3::exceptions::PyGeneratorExit>());
+        let closing = exc.is_some_and(|e| e.is_instance_of::<pyo3::exceptions::PyGeneratorExit>());
+        let Some((rt, key, host)) = location else {
             if closing {
-                // The coroutine is being closed outside its task (garbage collection): tear
-                // the scope down quietly rather than raise into a finaliser.
-                Self::teardown(slf, host, key);
+                // Its coroutine is being closed after the scope was torn down: nothing to do.
                 return Ok(false);
             }
-            return Err(PyRuntimeError::new_err(
-                "Attempted to exit cancel scope in a different task than it was entered in",
-            ));
+            if host_ended.is_some() {
+                return Err(PyRuntimeError::new_err(cross_task_message(
+                    "CancelScope",
+                    host_ended.as_deref(),
+                )));
+            }
+            return Err(PyRuntimeError::new_err(format!(
+                "This cancel scope is not active (it is {})",
+                phase.name()
+            )));
+        };
+        // The exit must run in the host task, on the host's loop.
+        let current = match LoopRuntime::current(py)? {
+            Some(cur_rt) if Arc::ptr_eq(&cur_rt, &rt) => tasks::current_in(py, cur_rt, false)?,
+            _ => None,
+        };
+        if current.as_ref().map(|c| c.key) != Some(host) {
+            if closing {
+                // The coroutine is being closed outside its task (garbage collection, possibly
+                // in another thread): tear the scope down quietly, on its own loop.
+                Self::teardown_elsewhere(py, &self.rec, &rt, key, host);
+                return Ok(false);
+            }
+            return Err(PyRuntimeError::new_err(cross_task_message(
+                "CancelScope",
+                None,
+            )));
         }
-        let exited = match runtime::with_rt(|rt| rt.tree.exit(key, host)) {
+        let current = current.expect("checked above");
+        self.exit_in(py, &current, key, exc)
+    }
+
+    /// Exits scope `key` in task `cur` (its host).
+    pub fn exit_in(
+        &self,
+        py: Python<'_>,
+        cur: &Current<'_>,
+        key: tree::ScopeKey,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let rt = &cur.rt;
+        let host = cur.key;
+        let result = rt.with(|st| {
+            let result = st.tree.exit(key, host);
+            if result.as_ref().is_ok_and(|e| e.payload.has_deadline) {
+                deadlines::forget_entry(st);
+            }
+            result
+        });
+        let exited = match result {
             Ok(exited) => exited,
             Err(ExitError::NotInnermost) => {
-                Self::teardown(slf, host, key);
+                Self::teardown(py, rt, host, key);
                 return Err(PyRuntimeError::new_err(
                     "Attempted to exit a cancel scope that isn't the current task's innermost \
                      cancel scope: exit scopes in the reverse order of entry (the scopes \
@@ -271,58 +217,48 @@ impl CancelScope {
                 )))
             }
         };
-        let ScopeEntry {
-            baseline,
-            deadline_loop,
-            ..
-        } = exited.payload;
-        if let Some(loop_id) = deadline_loop {
-            runtime::clear_deadline(loop_id, key);
-        }
-        {
-            let mut s = slf.borrow_mut();
-            s.state = ScopeState::Exited;
-            s.key = None;
-            s.host = None;
-            s.owner = None;
-            s.loop_ = None;
-            s.host_task = None;
-        }
-        // The host's Task (None only if the scope lives and dies within an eager first step).
-        let task = current.and_then(|c| c.task);
+        let active = {
+            let mut f = self.rec.fields();
+            f.phase = Phase::Exited;
+            f.active.take()
+        };
+        drop(active);
+        let baseline = exited.payload.baseline;
         if exited.parent_eff {
             // Back in a cancelled scope (leaving a shield, or an inner scope swallowed):
             // cancellation resumes at the next checkpoint.
-            runtime::defer(py, host)?;
+            delivery::defer(py, rt, host)?;
         }
         let swallow = if exited.cancel_called && !exited.parent_cancel_visible {
-            Self::swallow(slf, host, task.as_ref(), baseline, exc)?
+            self.swallow(py, rt, host, cur.task.as_ref(), baseline, exc)?
         } else {
             false
         };
+        drop(exited);
         if swallow {
-            Self::maybe_timeout(slf, exc)?;
+            self.maybe_timeout(py, exc)?;
         }
         Ok(swallow)
     }
 
     /// Balances our deliveries and decides whether to swallow `exc` (see module notes).
     fn swallow(
-        slf: &Bound<'_, Self>,
-        host: TaskKey,
+        &self,
+        py: Python<'_>,
+        rt: &LoopRuntime,
+        host: tree::TaskKey,
         task: Option<&Bound<'_, PyAny>>,
         baseline: isize,
         exc: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let py = slf.py();
-        let delivered = runtime::with_rt(|rt| {
-            rt.tree
+        let delivered = rt.with(|st| {
+            st.tree
                 .task_mut(host)
                 .map(|n| std::mem::take(&mut n.delivered))
                 .unwrap_or(0)
         });
         if let Some(task) = task {
-            let cancelling = runtime::uncancel(task, delivered)?;
+            let cancelling = delivery::uncancel(task, delivered)?;
             if cancelling > baseline {
                 return Ok(false);
             }
@@ -335,14 +271,14 @@ impl CancelScope {
             if caught.is_none() {
                 return Ok(false);
             }
-            slf.borrow_mut().cancelled_caught = true;
+            self.rec.fields().cancelled_caught = true;
             let Some(rest) = rest else {
                 return Ok(true);
             };
             return Err(PyErr::from_value(rest));
         }
         if asyncio::is_own_cancellation(py, exc) {
-            slf.borrow_mut().cancelled_caught = true;
+            self.rec.fields().cancelled_caught = true;
             Ok(true)
         } else {
             Ok(false)
@@ -350,27 +286,26 @@ impl CancelScope {
     }
 
     /// `fail_after` / `fail_at`: turn a caught cancellation caused by the deadline into
-    /// `TimeoutError`.
-    fn maybe_timeout(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let (fail, deadline, caught) = {
-            let s = slf.borrow();
-            (s.fail.clone(), s.deadline, s.cancelled_caught)
+    /// `TimeoutError`, naming the deadline that passed.
+    fn maybe_timeout(&self, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let (fail, deadline, by_deadline) = {
+            let f = self.rec.fields();
+            (f.fail.clone(), f.deadline, f.by_deadline)
         };
-        let Some(reason) = fail else { return Ok(()) };
-        if !caught || deadline == f64::INFINITY {
+        let Some(fail) = fail else { return Ok(()) };
+        if !by_deadline {
             return Ok(());
         }
-        let now: f64 = asyncio::running_loop(py, "fail_after")?
-            .call_method0(intern!(py, "time"))?
-            .extract()?;
-        if now < deadline {
-            return Ok(());
-        }
-        let err = match reason {
-            Some(r) => PyTimeoutError::new_err(r),
-            None => PyTimeoutError::new_err(()),
+        let message = match fail {
+            Fail::After(_, Some(r)) | Fail::At(_, Some(r)) => r,
+            Fail::After(delay, None) => format!(
+                "fail_after({delay}) timed out: its deadline {deadline:.6} (loop clock) passed"
+            ),
+            Fail::At(at, None) => {
+                format!("fail_at({at}) timed out: its deadline {deadline:.6} (loop clock) passed")
+            }
         };
+        let err = PyTimeoutError::new_err(message);
         if let Some(exc) = exc {
             err.set_cause(py, Some(PyErr::from_value(exc.clone())));
         }
@@ -378,101 +313,77 @@ impl CancelScope {
     }
 
     /// Removes this scope (and any scopes entered inside it by the same task) from the tree.
-    fn teardown(slf: &Bound<'_, Self>, host: TaskKey, key: ScopeKey) {
-        let py = slf.py();
-        let removed = runtime::with_rt(|rt| {
-            let mut out = rt.tree.unwind_own_scopes(host, Some(key));
-            if let Ok(exited) = rt.tree.exit(key, host) {
+    fn teardown(_py: Python<'_>, rt: &LoopRuntime, host: tree::TaskKey, key: tree::ScopeKey) {
+        let removed = rt.with(|st| {
+            let mut out = st.tree.unwind_own_scopes(host, Some(key));
+            if let Ok(exited) = st.tree.exit(key, host) {
                 out.push(exited.payload);
+            }
+            for entry in &out {
+                if entry.has_deadline {
+                    deadlines::forget_entry(st);
+                }
             }
             out
         });
-        for entry in removed {
-            Self::mark_closed(py, &entry);
+        for entry in &removed {
+            entry.record.mark_closed(None);
         }
+        // Dropped after the lock is released.
+        drop(removed);
     }
 
-    /// Marks the handle of a scope removed from the tree without a normal exit.
-    pub fn mark_closed(py: Python<'_>, entry: &ScopeEntry) {
-        if let (Some(loop_id), Ok(s)) = (entry.deadline_loop, entry.scope.try_borrow(py)) {
-            if let Some(key) = s.key {
-                drop(s);
-                runtime::clear_deadline(loop_id, key);
-            }
-        }
-        if let Ok(mut s) = entry.scope.try_borrow_mut(py) {
-            s.state = ScopeState::Exited;
-            s.key = None;
-            s.host = None;
-            s.owner = None;
-            s.host_task = None;
-            s.loop_ = None;
-        }
-    }
-
-    /// `cancel()`: on the owning loop thread directly, from any other thread by a hop onto
-    /// the loop.
-    pub fn cancel_internal(slf: &Bound<'_, Self>, reason: Option<String>) -> PyResult<()> {
-        let py = slf.py();
-        let (foreign, task) = {
-            let s = slf.borrow();
-            if s.cancel_called {
-                return Ok(());
-            }
-            let foreign = s.state == ScopeState::Active
-                && s.owner.is_some_and(|o| o != runtime::thread_token());
-            (foreign, s.host_task.as_ref().map(|t| t.clone_ref(py)))
+    /// Closes the scope without a normal exit, from a task other than its host on its loop (a
+    /// task group exited by another task): it leaves the tree with the scopes inside it.
+    pub fn abandon(&self, py: Python<'_>) {
+        let location = {
+            let f = self.rec.fields();
+            f.active.as_ref().map(|a| (a.rt.clone(), a.key, a.host))
         };
-        if foreign {
-            slf.borrow_mut().cancel_called = true;
-            if let Some(task) = task {
-                let loop_ = task.bind(py).call_method0(intern!(py, "get_loop"))?;
-                let method = slf.getattr(intern!(py, "_cancel_on_loop"))?;
-                // A loop that closed meanwhile has nothing left to cancel.
-                let _ = loop_.call_method1(intern!(py, "call_soon_threadsafe"), (method, reason));
-            }
-            return Ok(());
+        match location {
+            Some((rt, key, host)) => Self::teardown(py, &rt, host, key),
+            None => self.rec.mark_closed(None),
         }
-        Self::cancel_on_loop(slf, reason)
     }
 
-    /// Cancels because the deadline passed.
-    pub fn cancel_by_deadline(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::cancel_on_loop(slf, Some("deadline exceeded".to_owned()))
-    }
-
-    fn make_message(slf: &Bound<'_, Self>, reason: Option<&str>) -> Py<PyString> {
-        let py = slf.py();
-        let id = slf.as_ptr() as usize;
-        let text = match reason {
-            Some(r) => format!("{}{id:x}; reason: {r}", asyncio::CANCEL_PREFIX),
-            None => format!("{}{id:x}", asyncio::CANCEL_PREFIX),
-        };
-        PyString::new(py, &text).unbind()
-    }
-
-    /// Cancels on the loop thread that owns the scope.
-    fn cancel_on_loop(slf: &Bound<'_, Self>, reason: Option<String>) -> PyResult<()> {
-        let py = slf.py();
-        let message = Self::make_message(slf, reason.as_deref());
-        let key = {
-            let mut s = slf.borrow_mut();
-            if s.cancel_called && s.message.is_some() {
-                return Ok(());
+    /// Cancels, natively, the tasks that lost this scope when its host finished (see
+    /// `ScopeFields::orphans`). `rt` is the runtime they live in.
+    pub fn cancel_orphans(&self, py: Python<'_>, rt: &LoopRuntime) -> PyResult<()> {
+        let orphans = std::mem::take(&mut self.rec.fields().orphans);
+        for key in orphans {
+            if let Some(task) = tasks::task_object(py, rt, key) {
+                task.bind(py).call_method0(intern!(py, "cancel"))?;
             }
-            s.cancel_called = true;
-            s.reason = reason;
-            s.message = Some(message.clone_ref(py));
-            s.key
-        };
-        let Some(key) = key else { return Ok(()) };
-        let hit = runtime::with_rt(|rt| {
-            if let Some(node) = rt.tree.scope_mut(key) {
-                node.payload.message = Some(message);
+        }
+        Ok(())
+    }
+
+    /// Tears the scope down on its own loop, from whatever thread closes its coroutine.
+    fn teardown_elsewhere(
+        py: Python<'_>,
+        rec: &Arc<ScopeRecord>,
+        rt: &Arc<LoopRuntime>,
+        key: tree::ScopeKey,
+        host: tree::TaskKey,
+    ) {
+        rec.mark_closed(None);
+        let (rt2, rec2) = (rt.clone(), rec.clone());
+        let work = move |py: Python<'_>| {
+            let ours = rt2.with(|st| {
+                st.tree
+                    .scope(key)
+                    .is_some_and(|n| Arc::ptr_eq(&n.payload.record, &rec2))
+            });
+            if ours {
+                Self::teardown(py, &rt2, host, key);
             }
-            rt.tree.cancel(key)
-        });
-        runtime::deliver(py, hit)
+            Ok(())
+        };
+        if rt.is_current(py) {
+            let _ = work(py);
+        } else {
+            rt.post(py, crate::loop_runtime::Completion::Run(Box::new(work)));
+        }
     }
 }
 
@@ -490,35 +401,36 @@ impl CancelScope {
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        Self::enter(&slf)?;
+        slf.get().enter(slf.py())?;
         Ok(slf)
     }
 
     #[pyo3(signature = (_exc_type=None, exc=None, _tb=None))]
     fn __exit__(
-        slf: &Bound<'_, Self>,
+        &self,
+        py: Python<'_>,
         _exc_type: Option<Bound<'_, PyAny>>,
         exc: Option<Bound<'_, PyAny>>,
         _tb: Option<Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        Self::exit(slf, exc.as_ref().filter(|e| !e.is_none()))
+        self.exit(py, exc.as_ref().filter(|e| !e.is_none()))
     }
 
     fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Ready>> {
-        Self::enter(&slf)?;
+        slf.get().enter(slf.py())?;
         let py = slf.py();
         Ready::new(py, slf.into_any().unbind())
     }
 
     #[pyo3(signature = (_exc_type=None, exc=None, _tb=None))]
     fn __aexit__<'py>(
-        slf: &Bound<'py, Self>,
+        &self,
+        py: Python<'py>,
         _exc_type: Option<Bound<'py, PyAny>>,
         exc: Option<Bound<'py, PyAny>>,
         _tb: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, Ready>> {
-        let swallow = Self::exit(slf, exc.as_ref().filter(|e| !e.is_none()))?;
-        let py = slf.py();
+        let swallow = self.exit(py, exc.as_ref().filter(|e| !e.is_none()))?;
         Ready::new(py, swallow.into_py_any(py)?)
     }
 
@@ -529,96 +441,64 @@ impl CancelScope {
     /// Args:
     ///     reason: a note added to the message of the `CancelledError`s this scope delivers.
     #[pyo3(signature = (reason=None))]
-    fn cancel(slf: &Bound<'_, Self>, reason: Option<String>) -> PyResult<()> {
-        Self::cancel_internal(slf, reason)
+    fn cancel(&self, py: Python<'_>, reason: Option<String>) -> PyResult<()> {
+        self.rec.cancel(py, reason)
     }
 
-    #[pyo3(signature = (reason=None))]
-    fn _cancel_on_loop(slf: &Bound<'_, Self>, reason: Option<String>) -> PyResult<()> {
-        Self::cancel_on_loop(slf, reason)
-    }
-
-    /// Absolute deadline on the loop clock (`math.inf` for none); settable, also while active.
+    /// Absolute deadline on the loop clock (`math.inf` for none); settable, also while active
+    /// and from any thread.
     #[getter]
     fn deadline(&self) -> f64 {
-        self.deadline
+        self.rec.fields().deadline
     }
 
     #[setter]
-    fn set_deadline(slf: &Bound<'_, Self>, value: f64) -> PyResult<()> {
-        check_not_nan(value, "deadline")?;
-        let (key, loop_) = {
-            let mut s = slf.borrow_mut();
-            s.deadline = value;
-            s.timeout = None;
-            (s.key, s.loop_.as_ref().map(|l| l.clone_ref(slf.py())))
-        };
-        let Some(key) = key else { return Ok(()) };
-        let py = slf.py();
-        let loop_ = match loop_ {
-            Some(l) => l.into_bound(py),
-            None => {
-                let l = asyncio::running_loop(py, "setting CancelScope.deadline")?;
-                slf.borrow_mut().loop_ = Some(l.clone().unbind());
-                l
-            }
-        };
-        if value == f64::INFINITY {
-            runtime::set_deadline(py, &loop_, key, value)
-        } else {
-            Self::apply_deadline(slf, &loop_, key, value, None)
-        }
+    fn set_deadline(&self, py: Python<'_>, value: f64) -> PyResult<()> {
+        self.rec.set_deadline(py, check_not_nan(value, "deadline")?)
     }
 
-    /// True if this scope is shielded from cancellation coming from outside it; settable.
+    /// True if this scope is shielded from cancellation coming from outside it; settable,
+    /// also while active and from any thread.
     #[getter]
     fn shield(&self) -> bool {
-        self.shield
+        self.rec.fields().shield
     }
 
     #[setter]
-    fn set_shield(slf: &Bound<'_, Self>, value: bool) -> PyResult<()> {
-        let key = {
-            let mut s = slf.borrow_mut();
-            s.shield = value;
-            s.key
-        };
-        if let Some(key) = key {
-            let hit = runtime::with_rt(|rt| rt.tree.set_shield(key, value));
-            runtime::deliver(slf.py(), hit)?;
-        }
-        Ok(())
+    fn set_shield(&self, py: Python<'_>, value: bool) -> PyResult<()> {
+        self.rec.set_shield(py, value)
     }
 
     /// True once `cancel()` was called or the deadline passed.
     #[getter]
     fn cancel_called(&self) -> bool {
-        self.cancel_called
+        self.rec.fields().cancel_called
     }
 
     /// True if the scope swallowed a cancellation at its exit.
     #[getter]
     fn cancelled_caught(&self) -> bool {
-        self.cancelled_caught
+        self.rec.fields().cancelled_caught
     }
 
     /// The reason given to `cancel()` ("deadline exceeded" for a deadline), or None.
     #[getter]
     fn cancel_reason(&self) -> Option<String> {
-        self.reason.clone()
+        self.rec.fields().reason.clone()
     }
 
     fn __repr__(&self) -> String {
-        let mut parts = vec![self.state.name().to_owned()];
-        if self.cancel_called {
+        let f = self.rec.fields();
+        let mut parts = vec![f.phase.name().to_owned()];
+        if f.cancel_called {
             parts.push("cancel_called".into());
         }
-        if self.shield {
+        if f.shield {
             parts.push("shield".into());
         }
-        if self.deadline.is_finite() {
-            parts.push(format!("deadline={:.3}", self.deadline));
-        } else if let Some(t) = self.timeout {
+        if f.deadline.is_finite() {
+            parts.push(format!("deadline={:.3}", f.deadline));
+        } else if let Some(t) = f.timeout {
             parts.push(format!("timeout={t}"));
         }
         format!("<CancelScope {}>", parts.join(" "))
@@ -660,12 +540,9 @@ pub fn fail_after(
     shield: bool,
     reason: Option<String>,
 ) -> PyResult<CancelScope> {
-    CancelScope::with_options(
-        f64::INFINITY,
-        relative(delay, "delay")?,
-        shield,
-        Some(reason),
-    )
+    let timeout = relative(delay, "delay")?;
+    let fail = Fail::After(delay.unwrap_or(f64::INFINITY), reason);
+    CancelScope::with_options(f64::INFINITY, timeout, shield, Some(fail))
 }
 
 /// A cancel scope that raises `TimeoutError` if its body runs past `deadline` (loop clock).
@@ -676,12 +553,8 @@ pub fn fail_at(
     shield: bool,
     reason: Option<String>,
 ) -> PyResult<CancelScope> {
-    CancelScope::with_options(
-        deadline.unwrap_or(f64::INFINITY),
-        None,
-        shield,
-        Some(reason),
-    )
+    let at = deadline.unwrap_or(f64::INFINITY);
+    CancelScope::with_options(at, None, shield, Some(Fail::At(at, reason)))
 }
 
 /// The nearest deadline in effect for the current task.
@@ -691,10 +564,10 @@ pub fn fail_at(
 #[pyfunction]
 pub fn current_effective_deadline(py: Python<'_>) -> PyResult<f64> {
     asyncio::running_loop(py, "current_effective_deadline()")?;
-    let Some(cur) = runtime::current(py, false)? else {
+    let Some(cur) = tasks::current(py, false)? else {
         return Ok(f64::INFINITY);
     };
-    Ok(runtime::with_rt(|rt| rt.tree.effective_deadline(cur.key)))
+    Ok(cur.rt.with(|st| st.tree.effective_deadline(cur.key)))
 }
 
 /// The running loop's clock (`loop.time()`), the clock deadlines are measured on.

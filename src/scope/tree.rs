@@ -277,6 +277,36 @@ impl<T, S> ScopeTree<T, S> {
         out
     }
 
+    /// Every task running somewhere below `task`'s own scopes, other than `task` itself: the
+    /// children of task groups it entered (and whatever they entered). They lose those scopes
+    /// when `task` is removed.
+    pub fn tasks_below(&self, task: TaskKey) -> Vec<TaskKey> {
+        let mut out = Vec::new();
+        let mut own = Vec::new();
+        let mut cur = self.tasks.get(task).and_then(|t| t.scope);
+        while let Some(s) = cur {
+            if self.scopes[s].host != task {
+                break;
+            }
+            own.push(s);
+            cur = self.scopes[s].parent;
+        }
+        let mut stack = own;
+        while let Some(s) = stack.pop() {
+            let node = &self.scopes[s];
+            out.extend(node.tasks.iter().copied().filter(|t| *t != task));
+            stack.extend(
+                node.children
+                    .iter()
+                    .copied()
+                    .filter(|c| self.scopes[*c].host != task),
+            );
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Marks a scope cancelled. Returns the tasks that became effectively cancelled (those
     /// already cancelled through an ancestor have had their delivery).
     pub fn cancel(&mut self, key: ScopeKey) -> Vec<TaskKey> {
@@ -343,6 +373,28 @@ impl<T, S> ScopeTree<T, S> {
     #[inline]
     pub fn any_cancelled(&self) -> bool {
         self.cancelled_scopes > 0
+    }
+
+    /// Removes everything, returning the payloads (a runtime being torn down).
+    pub fn drain(&mut self) -> (Vec<T>, Vec<S>) {
+        let tasks = std::mem::take(&mut self.tasks)
+            .drain()
+            .map(|(_, n)| n.payload)
+            .collect();
+        let scopes = std::mem::take(&mut self.scopes)
+            .drain()
+            .map(|(_, n)| n.payload)
+            .collect();
+        self.cancelled_scopes = 0;
+        (tasks, scopes)
+    }
+
+    pub fn task_payloads(&self) -> impl Iterator<Item = &T> {
+        self.tasks.values().map(|n| &n.payload)
+    }
+
+    pub fn scope_payloads(&self) -> impl Iterator<Item = &S> {
+        self.scopes.values().map(|n| &n.payload)
     }
 
     pub fn scope_count(&self) -> usize {
@@ -627,6 +679,36 @@ mod tests {
             !tree.any_cancelled(),
             "the cancelled count follows removals"
         );
+    }
+
+    #[test]
+    fn tasks_below_finds_group_children_and_their_own_scopes() {
+        let mut tree = Tree::new();
+        let (host, _) = tree.add_task("host", None);
+        let group = enter(&mut tree, host, false);
+        let (a, _) = tree.add_task("a", Some(group));
+        let (b, _) = tree.add_task("b", Some(group));
+        enter(&mut tree, b, false);
+        let (other, _) = tree.add_task("other", None);
+        let mut below = tree.tasks_below(host);
+        below.sort();
+        let mut expected = vec![a, b];
+        expected.sort();
+        assert_eq!(below, expected);
+        assert!(tree.tasks_below(other).is_empty());
+    }
+
+    #[test]
+    fn drain_empties_the_tree() {
+        let mut tree = Tree::new();
+        let (host, _) = tree.add_task("host", None);
+        let outer = enter(&mut tree, host, false);
+        tree.add_task("child", Some(outer));
+        tree.cancel(outer);
+        let (tasks, scopes) = tree.drain();
+        assert_eq!((tasks.len(), scopes.len()), (2, 1));
+        assert_eq!((tree.task_count(), tree.scope_count()), (0, 0));
+        assert!(!tree.any_cancelled());
     }
 
     #[test]

@@ -16,14 +16,36 @@ use super::{
 use crate::asyncio;
 use crate::awaitable::{Drive, Input, Step};
 use crate::bridge::{self, Parker};
-use crate::runtime;
+use crate::process;
 use crate::sync::waiters::WaiterQueue;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
 
-#[derive(Default)]
 struct EventState {
     flag: bool,
     waiters: WaiterQueue<Wake>,
+    /// The fork generation the queue was last pruned in (see `prune_dead`).
+    generation: u64,
+}
+
+impl EventState {
+    fn new() -> Self {
+        EventState {
+            flag: false,
+            waiters: WaiterQueue::default(),
+            generation: process::generation(),
+        }
+    }
+
+    fn prune(&mut self) {
+        super::prune_dead(&mut self.waiters, &mut self.generation, |w| w);
+    }
+}
+
+/// The event's state, with waiters lost to a `fork()` pruned.
+fn lock(state: &Mutex<EventState>) -> parking_lot::MutexGuard<'_, EventState> {
+    let mut st = state.lock();
+    st.prune();
+    st
 }
 
 /// An event flag for tasks of any event loop and for plain threads.
@@ -75,16 +97,13 @@ impl Drive for Wait {
         }
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Start => {
-                if let Some(err) = runtime::current_cancellation(py)? {
-                    return Err(err);
-                }
-                if self.state.lock().flag {
+                if lock(&self.state).flag {
                     self.phase = Phase::Yielded;
                     return Ok(Step::Yield(py.None()));
                 }
                 let (wake, fut) = Wake::for_task(py)?;
                 let queued = {
-                    let mut st = self.state.lock();
+                    let mut st = lock(&self.state);
                     if st.flag {
                         None
                     } else {
@@ -141,14 +160,14 @@ impl Event {
     #[new]
     fn py_new() -> Self {
         Event {
-            state: Arc::new(Mutex::new(EventState::default())),
+            state: Arc::new(Mutex::new(EventState::new())),
         }
     }
 
     /// Set the flag and wake every waiter. Safe from any thread.
     fn set(&self, py: Python<'_>) -> PyResult<()> {
         let wakeups = {
-            let mut st = self.state.lock();
+            let mut st = lock(&self.state);
             st.flag = true;
             let mut out = Wakeups::default();
             for w in st.waiters.drain() {
@@ -172,8 +191,9 @@ impl Event {
     #[pyo3(signature = (timeout=None))]
     fn wait<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, Waiting>> {
         let timeout = super::check_timeout(timeout)?;
-        Waiting::new(
+        Waiting::checkpoint(
             py,
+            "Event.wait()",
             Wait {
                 state: self.state.clone(),
                 timeout,
@@ -191,11 +211,11 @@ impl Event {
         check_blocking_allowed(py, "Event.wait_blocking()")?;
         let parker = Arc::new(Parker::default());
         let id = {
-            let mut st = self.state.lock();
+            let mut st = lock(&self.state);
             if st.flag {
                 return Ok(true);
             }
-            st.waiters.push(Wake::Thread(parker.clone()))
+            st.waiters.push(Wake::thread(parker.clone()))
         };
         let deadline = bridge::deadline_after(timeout);
         py.detach(|| parker.park(deadline));
@@ -204,7 +224,7 @@ impl Event {
     }
 
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let waiting = self.state.lock().waiters.len();
+        let waiting = lock(&self.state).waiters.len();
         stats_type(py, "EventStatistics")?.call1((waiting,))
     }
 

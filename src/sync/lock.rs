@@ -14,10 +14,11 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use super::{
-    acquire_blocking, check_blocking_allowed, current_holder, entered, exception, stats_type,
-    Holder, HolderAcquire, HolderRecord, Permits, Ready, Shared, SharedRef, Waiting,
+    acquire_blocking, check_blocking_allowed, current_holder, entered, stats_type, Holder,
+    HolderAcquire, HolderRecord, Permits, Ready, Shared, SharedRef, Waiting,
 };
-use crate::runtime;
+use crate::errors::WouldBlock;
+use crate::loop_runtime::{delivery, tasks};
 
 pub struct LockPermits {
     reentrant: bool,
@@ -115,6 +116,7 @@ pub struct LockCore {
     shared: SharedRef<LockPermits>,
     owner: Arc<OwnerRecord>,
     fast: bool,
+    reentrant: bool,
 }
 
 impl LockCore {
@@ -127,11 +129,12 @@ impl LockCore {
             }),
             owner: Arc::new(OwnerRecord::default()),
             fast,
+            reentrant,
         }
     }
 
     fn reentrant(&self) -> bool {
-        self.shared.lock().permits.reentrant
+        self.reentrant
     }
 
     pub fn acquire<'py>(
@@ -140,8 +143,13 @@ impl LockCore {
         timeout: Option<f64>,
         yield_none: bool,
     ) -> PyResult<Bound<'py, Waiting>> {
-        Waiting::new(
+        Waiting::checkpoint(
             py,
+            if self.reentrant() {
+                "RLock.acquire()"
+            } else {
+                "Lock.acquire()"
+            },
             HolderAcquire {
                 shared: self.shared.clone(),
                 record: self.owner.clone(),
@@ -158,13 +166,13 @@ impl LockCore {
     /// `async with lock:` entry: takes the lock at once when it is free (one lookup of the
     /// current task, no awaitable state machine), else waits like `acquire()`.
     pub fn enter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let Some(cur) = runtime::current(py, true)? else {
+        let Some(cur) = tasks::current(py, true)? else {
             return Ok(self.acquire(py, None, true)?.into_any());
         };
-        if let Some(err) = runtime::cancellation_of(py, cur.key) {
-            return Err(err);
+        if let Some(err) = delivery::cancellation_of(py, &cur.rt, cur.key) {
+            return Ok(Waiting::cancelled(py, err)?.into_any());
         }
-        let holder = Holder::task(cur.key);
+        let holder = Holder::task(&cur.rt, cur.key);
         if !self.take_now(holder)? {
             return Ok(self.acquire(py, None, true)?.into_any());
         }
@@ -190,7 +198,7 @@ impl LockCore {
         let (holder, obj) = current_holder(py)?;
         check_not_owner(&self.shared, holder)?;
         if !self.shared.try_acquire(&holder) {
-            return Err(exception(py, "WouldBlock", "the lock is held".into()));
+            return Err(WouldBlock::new_err("the lock is held"));
         }
         self.owner.set(holder, obj);
         Ok(())

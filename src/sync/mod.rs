@@ -40,8 +40,10 @@ use pyo3::sync::PyOnceLock;
 
 use crate::asyncio;
 use crate::awaitable::{Drive, Input, Step};
-use crate::bridge::{self, Completion, LoopPort, Parker};
-use crate::runtime;
+use crate::bridge::{self, Parker};
+use crate::loop_runtime::tasks;
+use crate::loop_runtime::{Completion, Handoff, LoopRuntime};
+use crate::process::{self, Origin};
 use waiters::WaiterQueue;
 
 // ----- slots and wake-ups --------------------------------------------------------------------
@@ -85,27 +87,78 @@ impl Slot {
     }
 }
 
-/// How to wake a waiter.
-pub enum Wake {
-    /// A task parked on `fut`, on the loop of `port`.
-    Future { fut: Py<PyAny>, port: Arc<LoopPort> },
+/// Who to wake.
+pub enum Target {
+    /// A task parked on `fut`, on the loop of `rt`.
+    Future {
+        fut: Py<PyAny>,
+        rt: Arc<LoopRuntime>,
+    },
     /// A plain thread parked in a blocking call.
     Thread(Arc<Parker>),
+}
+
+/// How to wake a waiter, and where it came from (after `fork()`, waiters of threads that do
+/// not exist in the child are skipped).
+pub struct Wake {
+    pub target: Target,
+    origin: Origin,
 }
 
 impl Wake {
     /// A future on the running loop to park the current task on.
     pub fn for_task(py: Python<'_>) -> PyResult<(Wake, Bound<'_, PyAny>)> {
         let loop_ = asyncio::running_loop(py, "waiting on a toolcase_rs primitive")?;
+        let rt = LoopRuntime::running(py, "waiting on a toolcase_rs primitive")?;
         let fut = asyncio::create_future(&loop_)?;
-        let port = bridge::port_for(py, &loop_)?;
         Ok((
-            Wake::Future {
-                fut: fut.clone().unbind(),
-                port,
+            Wake {
+                target: Target::Future {
+                    fut: fut.clone().unbind(),
+                    rt,
+                },
+                origin: Origin::here(),
             },
             fut,
         ))
+    }
+
+    /// A blocked thread.
+    pub fn thread(parker: Arc<Parker>) -> Wake {
+        Wake {
+            target: Target::Thread(parker),
+            origin: Origin::here(),
+        }
+    }
+
+    /// Another handle on the same waiter.
+    pub fn clone_ref(&self, py: Python<'_>) -> Wake {
+        let target = match &self.target {
+            Target::Future { fut, rt } => Target::Future {
+                fut: fut.clone_ref(py),
+                rt: rt.clone(),
+            },
+            Target::Thread(p) => Target::Thread(p.clone()),
+        };
+        Wake {
+            target,
+            origin: self.origin,
+        }
+    }
+
+    /// False for the waiter of a thread that does not exist in this (forked) process.
+    pub fn alive(&self) -> bool {
+        self.origin.alive()
+    }
+}
+
+/// Drops, after `fork()`, the waiters of threads the child does not have. `generation` is the
+/// fork generation the queue was last pruned in.
+pub fn prune_dead<W>(queue: &mut WaiterQueue<W>, generation: &mut u64, wake: impl Fn(&W) -> &Wake) {
+    let now = process::generation();
+    if *generation != now {
+        *generation = now;
+        queue.retain(|w| wake(w).alive());
     }
 }
 
@@ -117,6 +170,30 @@ struct Wakeup {
     value: Option<Py<PyAny>>,
     slot: Option<Arc<Slot>>,
     give_back: Option<GiveBack>,
+}
+
+/// A wake-up on its way to another loop: resolved there, or, if that loop closes first, its
+/// grant is passed on.
+struct Remote {
+    fut: Py<PyAny>,
+    value: Option<Py<PyAny>>,
+    slot: Option<Arc<Slot>>,
+    give_back: Option<GiveBack>,
+}
+
+impl Handoff for Remote {
+    fn run(self: Box<Self>, py: Python<'_>) -> PyResult<()> {
+        let value = self.value.unwrap_or_else(|| py.None());
+        asyncio::resolve(self.fut.bind(py), value.bind(py))
+    }
+
+    fn refuse(self: Box<Self>, py: Python<'_>) {
+        if let (Some(slot), Some(give_back)) = (self.slot, self.give_back) {
+            if slot.refuse() {
+                let _ = give_back(py).run(py);
+            }
+        }
+    }
 }
 
 /// Wake-ups collected under a primitive's mutex, performed after it is released.
@@ -153,30 +230,30 @@ impl Wakeups {
         if self.0.is_empty() {
             return Ok(());
         }
-        let current = asyncio::running_loop_opt(py)?.map(|l| l.as_ptr() as usize);
+        let current = LoopRuntime::current(py)?;
         // In grant order: waiters granted first must wake first.
         let mut queue: std::collections::VecDeque<Wakeup> = self.0.into();
         let mut first_err = None;
         while let Some(w) = queue.pop_front() {
-            match w.wake {
-                Wake::Future { fut, port } => {
-                    if Some(port.loop_id) == current {
+            match w.wake.target {
+                Target::Future { fut, rt } => {
+                    if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &rt)) {
                         let value = w.value.unwrap_or_else(|| py.None());
                         if let Err(e) = asyncio::resolve(fut.bind(py), value.bind(py)) {
                             first_err.get_or_insert(e);
                         }
-                    } else if port.loop_closed(py) {
-                        // The waiter will never run: pass its grant on.
-                        if let (Some(slot), Some(give_back)) = (w.slot, w.give_back) {
-                            if slot.refuse() {
-                                queue.extend(give_back(py).0);
-                            }
-                        }
                     } else {
-                        port.send(Completion::Resolve(fut, w.value));
+                        let remote = Box::new(Remote {
+                            fut,
+                            value: w.value,
+                            slot: w.slot,
+                            give_back: w.give_back,
+                        });
+                        // A loop that closed refuses the hand-off: its grant goes on.
+                        rt.post(py, Completion::Handoff(remote));
                     }
                 }
-                Wake::Thread(parker) => parker.unpark(),
+                Target::Thread(parker) => parker.unpark(),
             }
         }
         first_err.map_or(Ok(()), Err)
@@ -211,11 +288,17 @@ struct Entry<C> {
 pub struct Core<P: Permits> {
     pub permits: P,
     waiters: WaiterQueue<Entry<P::Claim>>,
+    /// The fork generation the queue was last pruned in (see `prune_dead`).
+    generation: u64,
 }
 
 impl<P: Permits> Core<P> {
     pub fn waiters_empty(&self) -> bool {
         self.waiters.is_empty()
+    }
+
+    fn prune(&mut self) {
+        prune_dead(&mut self.waiters, &mut self.generation, |e| &e.wake);
     }
 }
 
@@ -229,16 +312,20 @@ impl<P: Permits> Shared<P> {
         Arc::new(Shared(Mutex::new(Core {
             permits,
             waiters: WaiterQueue::default(),
+            generation: process::generation(),
         })))
     }
 
+    /// The state, with the waiters of threads lost to a `fork()` pruned.
     pub fn lock(&self) -> parking_lot::MutexGuard<'_, Core<P>> {
-        self.0.lock()
+        let mut core = self.0.lock();
+        core.prune();
+        core
     }
 
     /// Takes a permit now if one is free and nobody is queued ahead.
     pub fn try_acquire(&self, claim: &P::Claim) -> bool {
-        let mut core = self.0.lock();
+        let mut core = self.lock();
         (core.waiters.is_empty() || core.permits.may_barge(claim)) && core.permits.try_take(claim)
     }
 
@@ -254,7 +341,7 @@ impl<P: Permits> Shared<P> {
     /// Changes the permits under the lock (a release, a new total), then grants waiters what
     /// that freed. `f` may refuse with an error, in which case nothing is granted.
     pub fn change(self: &Arc<Self>, f: impl FnOnce(&mut P) -> PyResult<()>) -> PyResult<Wakeups> {
-        let mut core = self.0.lock();
+        let mut core = self.lock();
         f(&mut core.permits)?;
         let mut out = Wakeups::default();
         self.grant_waiting(&mut core, &mut out);
@@ -281,7 +368,7 @@ impl<P: Permits> Shared<P> {
 
     /// Enqueues unless a permit can be taken now (checked under the same lock).
     fn acquire_or_enqueue(&self, claim: &P::Claim, wake: Wake) -> Option<(u64, Arc<Slot>)> {
-        let mut core = self.0.lock();
+        let mut core = self.lock();
         if (core.waiters.is_empty() || core.permits.may_barge(claim))
             && core.permits.try_take(claim)
         {
@@ -298,7 +385,7 @@ impl<P: Permits> Shared<P> {
 
     /// A waiter leaves: dequeue it, or give back what it was granted.
     pub fn abandon(self: &Arc<Self>, id: u64, slot: &Slot, claim: &P::Claim) -> Wakeups {
-        let mut core = self.0.lock();
+        let mut core = self.lock();
         let mut out = Wakeups::default();
         if slot.leave() {
             core.waiters.remove(id);
@@ -312,7 +399,7 @@ impl<P: Permits> Shared<P> {
     }
 
     pub fn waiting(&self) -> usize {
-        self.0.lock().waiters.len()
+        self.lock().waiters.len()
     }
 }
 
@@ -435,9 +522,6 @@ impl<P: Permits> Drive for Acquire<P> {
         };
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Start => {
-                if let Some(err) = runtime::current_cancellation(py)? {
-                    return Err(err);
-                }
                 let (wake, fut) = if self.shared.try_acquire(&self.claim) {
                     if self.fast {
                         return Ok(Step::Return(true_()));
@@ -689,7 +773,7 @@ pub fn acquire_blocking<P: Permits>(
 ) -> PyResult<bool> {
     check_blocking_allowed(py, "a blocking acquire")?;
     let parker = Arc::new(Parker::default());
-    let Some((id, slot)) = shared.acquire_or_enqueue(claim, Wake::Thread(parker.clone())) else {
+    let Some((id, slot)) = shared.acquire_or_enqueue(claim, Wake::thread(parker.clone())) else {
         return Ok(true);
     };
     let deadline = bridge::deadline_after(timeout);
@@ -703,60 +787,60 @@ pub fn acquire_blocking<P: Permits>(
 
 /// The identity of whoever holds a permit: a task, a thread, or a borrower object.
 ///
-/// Task keys are per-thread runtime keys, so a task holder also names its thread (the address
-/// of that thread's runtime); object holders use `thread = 0` and the object's address.
+/// A task holder is its runtime's id (unique, never reused) and its key there, so it stays the
+/// same while an eager child turns into a Task and is never confused with a task of another
+/// loop; other holders use `rt = 0` and the object's address (the object is kept alive by the
+/// primitive's holder record while it holds).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Holder {
-    thread: usize,
+    rt: u64,
     id: u64,
 }
 
 impl Holder {
-    /// A task known to this thread's runtime: its key stays the same while an eager child turns
-    /// into a Task, so a lock taken in the child's first step is still its own afterwards.
-    pub fn task(key: crate::scope::tree::TaskKey) -> Holder {
+    /// A task known to `rt`.
+    pub fn task(rt: &LoopRuntime, key: crate::scope::tree::TaskKey) -> Holder {
         use slotmap::Key;
         Holder {
-            thread: runtime::thread_token(),
+            rt: rt.id,
             id: key.data().as_ffi(),
         }
     }
 
-    /// The task behind a task holder, when it belongs to the calling thread's runtime.
-    pub fn task_key(self) -> Option<crate::scope::tree::TaskKey> {
-        (self.thread != 0 && self.thread == runtime::thread_token())
-            .then(|| slotmap::KeyData::from_ffi(self.id).into())
-    }
-
-    /// True for task holders (of any thread).
+    /// True for task holders (of any loop).
     pub fn is_task(self) -> bool {
-        self.thread != 0
+        self.rt != 0
     }
 
     /// The object to report for this holder in `statistics()`: the recorded object, or the task
-    /// (when this thread's runtime knows it).
+    /// (while its runtime knows it).
     pub fn object(self, py: Python<'_>, recorded: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
-        recorded.or_else(|| self.task_key().and_then(|k| runtime::task_object(py, k)))
+        if recorded.is_some() || !self.is_task() {
+            return recorded;
+        }
+        let rt = LoopRuntime::by_id(self.rt)?;
+        let key: crate::scope::tree::TaskKey = slotmap::KeyData::from_ffi(self.id).into();
+        tasks::task_object(py, &rt, key)
     }
 
     /// Any other object (a thread, an explicit borrower), by identity.
     pub fn of(obj: &Bound<'_, PyAny>) -> Holder {
         Holder {
-            thread: 0,
+            rt: 0,
             id: obj.as_ptr() as u64,
         }
     }
 }
 
-/// The current task (registered with the runtime, so its identity is stable), or the current
+/// The current task (registered with its runtime, so its identity is stable), or the current
 /// thread outside a task; with the object to report in `statistics()`.
 pub fn current_holder(py: Python<'_>) -> PyResult<(Holder, Py<PyAny>)> {
-    if let Some(cur) = runtime::current(py, true)? {
+    if let Some(cur) = tasks::current(py, true)? {
         let obj = match cur.task {
             Some(t) => t.unbind(),
             None => asyncio::current_task(py)?.map_or_else(|| py.None(), Bound::unbind),
         };
-        return Ok((Holder::task(cur.key), obj));
+        return Ok((Holder::task(&cur.rt, cur.key), obj));
     }
     let thread = py
         .import("threading")?
@@ -764,21 +848,49 @@ pub fn current_holder(py: Python<'_>) -> PyResult<(Holder, Py<PyAny>)> {
     Ok((Holder::of(&thread), thread.unbind()))
 }
 
+/// The holder for an explicit borrower: a Task of the running loop is the same holder as that
+/// task acquiring for itself (AnyIO: `acquire()` is `acquire_on_behalf_of(current_task())`).
+pub fn holder_for(py: Python<'_>, borrower: &Bound<'_, PyAny>) -> PyResult<Holder> {
+    if asyncio::is_task(borrower) {
+        if let Some(cur) = tasks::current(py, false)? {
+            if cur.task.as_ref().is_some_and(|t| t.is(borrower)) {
+                return Ok(Holder::task(&cur.rt, cur.key));
+            }
+            if let Some(key) = tasks::key_of(&cur.rt, borrower) {
+                return Ok(Holder::task(&cur.rt, key));
+            }
+        }
+        let is_current = asyncio::current_task(py)?.is_some_and(|t| t.is(borrower));
+        if is_current {
+            return Ok(current_holder(py)?.0);
+        }
+    }
+    Ok(Holder::of(borrower))
+}
+
+/// An int argument that must really be an int (not a bool, a float or None).
+#[derive(Clone, Copy, Debug)]
+pub struct IntArg(pub i64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for IntArg {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<pyo3::types::PyBool>()
+            || !obj.is_instance_of::<pyo3::types::PyInt>()
+        {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "expected an int, got {}",
+                obj.get_type().name()?
+            )));
+        }
+        Ok(IntArg(obj.extract::<i64>().unwrap_or(i64::MAX)))
+    }
+}
+
 /// Python-level statistics types (frozen dataclasses defined in `toolcase_rs._types`).
 pub fn stats_type<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("toolcase_rs._types")?.getattr(name)
-}
-
-/// One of the package's exception classes (`WouldBlock`, `EndOfStream`, ...).
-pub fn exception(py: Python<'_>, name: &str, msg: String) -> PyErr {
-    match py
-        .import("toolcase_rs._types")
-        .and_then(|m| m.getattr(name))
-        .and_then(|cls| cls.call1((msg,)))
-    {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(e) => e,
-    }
 }
 
 // Re-exported for the primitives' modules.

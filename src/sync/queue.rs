@@ -6,7 +6,9 @@
 // no wake-up is wasted on a race for the same item or slot.
 //
 // Close. After `close()`, puts raise `ClosedResourceError`; gets drain what is buffered, then
-// raise `EndOfStream` (async iteration ends); every waiter is woken to see it.
+// raise `EndOfStream` (async iteration ends); every waiter is woken to see it. A putter that
+// was granted a slot but had not filled it when the queue closed raises too: the getters were
+// already told the stream ended, so its item could never be received.
 //
 // Cancel safety: a getter cancelled after an item was handed to it gives the item back to the
 // front of the queue (or to the next getter), so no item is lost and order is kept; a putter
@@ -20,15 +22,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTimeoutError};
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTimeoutError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use super::{check_blocking_allowed, exception, stats_type, Slot, Waiting, Wake, Wakeups};
+use super::{check_blocking_allowed, prune_dead, stats_type, IntArg, Slot, Waiting, Wake, Wakeups};
 use crate::asyncio;
 use crate::awaitable::{Drive, Input, Step};
 use crate::bridge::{self, Parker};
-use crate::runtime;
+use crate::errors::{self, ClosedResourceError, EndOfStream};
+use crate::process;
 use crate::sync::waiters::WaiterQueue;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
 
@@ -54,9 +57,23 @@ struct State {
     closed: bool,
     getters: WaiterQueue<GetEntry>,
     putters: WaiterQueue<PutEntry>,
+    /// The fork generation the queues were last pruned in (see `prune_dead`).
+    generation: u64,
 }
 
 type Shared = Arc<Mutex<State>>;
+
+/// The queue's state, with waiters lost to a `fork()` pruned.
+fn lock(shared: &Shared) -> parking_lot::MutexGuard<'_, State> {
+    let mut st = shared.lock();
+    if st.generation != process::generation() {
+        let st = &mut *st;
+        let mut generation = st.generation;
+        prune_dead(&mut st.getters, &mut generation, |g| &g.wake);
+        prune_dead(&mut st.putters, &mut st.generation, |p| &p.wake);
+    }
+    st
+}
 
 impl State {
     fn has_space(&self) -> bool {
@@ -105,7 +122,7 @@ impl State {
 fn give_back_item(shared: &Shared, mailbox: &Mailbox) -> Wakeups {
     let mut out = Wakeups::default();
     if let Some(item) = mailbox.lock().take() {
-        shared.lock().deliver(shared, item, true, &mut out);
+        lock(shared).deliver(shared, item, true, &mut out);
     }
     out
 }
@@ -113,21 +130,46 @@ fn give_back_item(shared: &Shared, mailbox: &Mailbox) -> Wakeups {
 /// A putter that will not fill its reserved slot frees it for the next putter.
 fn give_back_slot(shared: &Shared) -> Wakeups {
     let mut out = Wakeups::default();
-    let mut st = shared.lock();
+    let mut st = lock(shared);
     st.reserved -= 1;
     st.grant_putters(shared, &mut out);
     out
 }
 
-fn closed_error(py: Python<'_>) -> PyErr {
-    exception(py, "ClosedResourceError", "the queue is closed".into())
+/// What filling a reserved slot did: the wake-ups to run, and whether the item went in.
+#[must_use = "wake-ups must be run after the lock is released"]
+struct Filled(Wakeups, bool);
+
+impl Filled {
+    fn run(self, py: Python<'_>) -> PyResult<bool> {
+        self.0.run(py)?;
+        Ok(self.1)
+    }
 }
 
-fn end_error(py: Python<'_>, iterating: bool) -> PyErr {
+/// A putter granted a slot fills it; if the queue closed meanwhile the slot is dropped and the
+/// item stays with the putter (see the module notes).
+fn fill_reserved(shared: &Shared, item: &mut Option<Py<PyAny>>) -> Filled {
+    let mut out = Wakeups::default();
+    let mut st = lock(shared);
+    st.reserved -= 1;
+    if st.closed {
+        return Filled(out, false);
+    }
+    let item = item.take().expect("item present until put");
+    st.deliver(shared, item, false, &mut out);
+    Filled(out, true)
+}
+
+fn closed_error(_py: Python<'_>) -> PyErr {
+    ClosedResourceError::new_err("the queue is closed")
+}
+
+fn end_error(_py: Python<'_>, iterating: bool) -> PyErr {
     if iterating {
         PyStopAsyncIteration::new_err(())
     } else {
-        exception(py, "EndOfStream", "the queue is closed and empty".into())
+        EndOfStream::new_err("the queue is closed and empty")
     }
 }
 
@@ -151,7 +193,7 @@ impl Get {
     fn leave(&mut self, py: Python<'_>) -> PyResult<()> {
         if let Phase::Queued { id, slot } = std::mem::replace(&mut self.phase, Phase::Done) {
             if slot.leave() {
-                self.shared.lock().getters.remove(id);
+                lock(&self.shared).getters.remove(id);
             } else if slot.refuse() {
                 give_back_item(&self.shared, &self.mailbox).run(py)?;
             }
@@ -168,12 +210,9 @@ impl Drive for Get {
         }
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Start => {
-                if let Some(err) = runtime::current_cancellation(py)? {
-                    return Err(err);
-                }
                 let mut out = Wakeups::default();
                 let (item, closed) = {
-                    let mut st = self.shared.lock();
+                    let mut st = lock(&self.shared);
                     (st.take_item(&self.shared, &mut out), st.closed)
                 };
                 out.run(py)?;
@@ -186,7 +225,7 @@ impl Drive for Get {
                 let (wake, fut) = Wake::for_task(py)?;
                 let mut out = Wakeups::default();
                 let outcome = {
-                    let mut st = self.shared.lock();
+                    let mut st = lock(&self.shared);
                     if let Some(item) = st.take_item(&self.shared, &mut out) {
                         Ok(item)
                     } else if st.closed {
@@ -262,7 +301,7 @@ impl Put {
     fn leave(&mut self, py: Python<'_>) -> PyResult<()> {
         if let Phase::Queued { id, slot } = std::mem::replace(&mut self.phase, Phase::Done) {
             if slot.leave() {
-                self.shared.lock().putters.remove(id);
+                lock(&self.shared).putters.remove(id);
             } else if slot.refuse() {
                 give_back_slot(&self.shared).run(py)?;
             }
@@ -272,7 +311,7 @@ impl Put {
 
     /// Puts now if possible. Err(()) if the queue is closed, Ok(false) if it is full.
     fn try_put(&mut self, out: &mut Wakeups) -> Result<bool, ()> {
-        let mut st = self.shared.lock();
+        let mut st = lock(&self.shared);
         if st.closed {
             return Err(());
         }
@@ -293,9 +332,6 @@ impl Drive for Put {
         }
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Start => {
-                if let Some(err) = runtime::current_cancellation(py)? {
-                    return Err(err);
-                }
                 let mut out = Wakeups::default();
                 let done = self.try_put(&mut out);
                 out.run(py)?;
@@ -310,7 +346,7 @@ impl Drive for Put {
                     let done = self.try_put(&mut out);
                     if let Ok(false) = done {
                         let slot = Slot::new();
-                        let id = self.shared.lock().putters.push(PutEntry {
+                        let id = lock(&self.shared).putters.push(PutEntry {
                             slot: slot.clone(),
                             wake,
                         });
@@ -330,14 +366,9 @@ impl Drive for Put {
             }
             Phase::Queued { id, slot } => {
                 if slot.take() {
-                    let mut out = Wakeups::default();
-                    {
-                        let mut st = self.shared.lock();
-                        st.reserved -= 1;
-                        let item = self.item.take().expect("item present until put");
-                        st.deliver(&self.shared, item, false, &mut out);
+                    if !fill_reserved(&self.shared, &mut self.item).run(py)? {
+                        return Err(closed_error(py));
                     }
-                    out.run(py)?;
                     return Ok(Step::Return(py.None()));
                 }
                 self.phase = Phase::Queued { id, slot };
@@ -367,6 +398,18 @@ impl Drop for Put {
     }
 }
 
+fn maxsize_arg(obj: &Bound<'_, PyAny>) -> PyResult<IntArg> {
+    obj.extract::<IntArg>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "maxsize must be an int (0 or less: unbounded), got {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })
+}
+
 /// A FIFO queue for tasks of any event loop and for plain threads; `Queue[T]` for typing.
 ///
 /// Args:
@@ -378,8 +421,13 @@ pub struct Queue {
 
 impl Queue {
     fn get_impl<'py>(&self, py: Python<'py>, iterating: bool) -> PyResult<Bound<'py, Waiting>> {
-        Waiting::new(
+        Waiting::checkpoint(
             py,
+            if iterating {
+                "Queue.__anext__()"
+            } else {
+                "Queue.get()"
+            },
             Get {
                 shared: self.shared.clone(),
                 iterating,
@@ -393,9 +441,10 @@ impl Queue {
 #[pymethods]
 impl Queue {
     #[new]
-    #[pyo3(signature = (maxsize=0))]
-    fn py_new(maxsize: i64) -> Self {
-        Queue {
+    #[pyo3(signature = (maxsize=IntArg(0)))]
+    fn py_new(#[pyo3(from_py_with = maxsize_arg)] maxsize: IntArg) -> PyResult<Self> {
+        let maxsize = maxsize.0;
+        Ok(Queue {
             shared: Arc::new(Mutex::new(State {
                 items: VecDeque::new(),
                 maxsize: usize::try_from(maxsize).unwrap_or(0),
@@ -403,8 +452,9 @@ impl Queue {
                 closed: false,
                 getters: WaiterQueue::default(),
                 putters: WaiterQueue::default(),
+                generation: process::generation(),
             })),
-        }
+        })
     }
 
     #[classmethod]
@@ -415,8 +465,9 @@ impl Queue {
 
     /// Put an item, waiting while the queue is full. Raises ClosedResourceError if closed.
     fn put<'py>(&self, py: Python<'py>, item: Py<PyAny>) -> PyResult<Bound<'py, Waiting>> {
-        Waiting::new(
+        Waiting::checkpoint(
             py,
+            "Queue.put()",
             Put {
                 shared: self.shared.clone(),
                 item: Some(item),
@@ -435,11 +486,11 @@ impl Queue {
     fn put_nowait(&self, py: Python<'_>, item: Py<PyAny>) -> PyResult<()> {
         let mut out = Wakeups::default();
         let res = {
-            let mut st = self.shared.lock();
+            let mut st = lock(&self.shared);
             if st.closed {
                 Err(closed_error(py))
             } else if st.getters.is_empty() && !st.has_space() {
-                Err(exception(py, "QueueFull", "the queue is full".into()))
+                Err(errors::queue_full(py, "the queue is full"))
             } else {
                 st.deliver(&self.shared, item, false, &mut out);
                 Ok(())
@@ -453,14 +504,14 @@ impl Queue {
     fn get_nowait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let mut out = Wakeups::default();
         let (item, closed) = {
-            let mut st = self.shared.lock();
+            let mut st = lock(&self.shared);
             (st.take_item(&self.shared, &mut out), st.closed)
         };
         out.run(py)?;
         match item {
             Some(item) => Ok(item),
             None if closed => Err(end_error(py, false)),
-            None => Err(exception(py, "QueueEmpty", "the queue is empty".into())),
+            None => Err(errors::queue_empty(py, "the queue is empty")),
         }
     }
 
@@ -484,7 +535,7 @@ impl Queue {
         let parker = Arc::new(Parker::default());
         let slot = Slot::new();
         let id = {
-            let mut st = self.shared.lock();
+            let mut st = lock(&self.shared);
             // Re-check under the lock that queues us.
             if st.closed {
                 return Err(closed_error(py));
@@ -497,7 +548,7 @@ impl Queue {
             }
             st.putters.push(PutEntry {
                 slot: slot.clone(),
-                wake: Wake::Thread(parker.clone()),
+                wake: Wake::thread(parker.clone()),
             })
         };
         let deadline = bridge::deadline_after(timeout);
@@ -508,17 +559,13 @@ impl Queue {
         };
         if slot.take() {
             put.phase = Phase::Done;
-            let mut out = Wakeups::default();
-            {
-                let mut st = self.shared.lock();
-                st.reserved -= 1;
-                let item = put.item.take().expect("not yet put");
-                st.deliver(&self.shared, item, false, &mut out);
+            if !fill_reserved(&self.shared, &mut put.item).run(py)? {
+                return Err(closed_error(py));
             }
-            return out.run(py);
+            return Ok(());
         }
         put.leave(py)?;
-        if self.shared.lock().closed {
+        if lock(&self.shared).closed {
             Err(closed_error(py))
         } else {
             Err(PyTimeoutError::new_err("Queue.put_blocking() timed out"))
@@ -538,13 +585,13 @@ impl Queue {
         let mut out = Wakeups::default();
         // Take an item now, or queue as a getter, under one lock.
         let queued = {
-            let mut st = self.shared.lock();
+            let mut st = lock(&self.shared);
             match st.take_item(&self.shared, &mut out) {
                 Some(item) => Err(Some(item)),
                 None if st.closed => Err(None),
                 None => Ok(st.getters.push(GetEntry {
                     slot: slot.clone(),
-                    wake: Wake::Thread(parker.clone()),
+                    wake: Wake::thread(parker.clone()),
                     mailbox: mailbox.clone(),
                 })),
             }
@@ -570,7 +617,7 @@ impl Queue {
             mailbox,
         };
         get.leave(py)?;
-        if self.shared.lock().closed {
+        if lock(&self.shared).closed {
             Err(end_error(py, false))
         } else {
             Err(PyTimeoutError::new_err("Queue.get_blocking() timed out"))
@@ -581,7 +628,7 @@ impl Queue {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let mut out = Wakeups::default();
         {
-            let mut st = self.shared.lock();
+            let mut st = lock(&self.shared);
             st.closed = true;
             for g in st.getters.drain() {
                 out.push(g.wake, None);
@@ -618,7 +665,7 @@ impl Queue {
 
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (used, max, send, recv) = {
-            let st = self.shared.lock();
+            let st = lock(&self.shared);
             (
                 st.items.len(),
                 st.maxsize,

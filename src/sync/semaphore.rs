@@ -17,11 +17,12 @@ use pyo3::types::PyTuple;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
-    acquire_blocking, check_blocking_allowed, current_holder, entered, exception, stats_type,
+    acquire_blocking, check_blocking_allowed, current_holder, entered, holder_for, stats_type,
     Acquire, Holder, HolderAcquire, HolderRecord, Permits, Ready, Shared, SharedRef, Waiting,
 };
 use crate::awaitable::{Drive, Input, Step};
-use crate::runtime;
+use crate::errors::WouldBlock;
+use crate::loop_runtime::{delivery, tasks};
 use pyo3::pyclass::{PyTraverseError, PyVisit};
 
 // ----- Semaphore -----------------------------------------------------------------------------
@@ -107,15 +108,16 @@ impl Semaphore {
         let me = slf.get();
         let inner = Acquire::new(me.shared.clone(), (), me.fast, timeout);
         if yield_self {
-            Waiting::new(
+            Waiting::checkpoint(
                 py,
+                "Semaphore.__aenter__()",
                 Yielding {
                     inner,
                     value: slf.clone().into_any().unbind(),
                 },
             )
         } else {
-            Waiting::new(py, inner)
+            Waiting::checkpoint(py, "Semaphore.acquire()", inner)
         }
     }
 }
@@ -157,11 +159,11 @@ impl Semaphore {
     }
 
     /// Take a permit without waiting; raises WouldBlock if none is free.
-    fn acquire_nowait(&self, py: Python<'_>) -> PyResult<()> {
+    fn acquire_nowait(&self) -> PyResult<()> {
         if self.shared.try_acquire(&()) {
             Ok(())
         } else {
-            Err(exception(py, "WouldBlock", "no permit is free".into()))
+            Err(WouldBlock::new_err("no permit is free"))
         }
     }
 
@@ -207,8 +209,8 @@ impl Semaphore {
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let me = slf.get();
-        if let Some(err) = runtime::current_cancellation(py)? {
-            return Err(err);
+        if let Some(err) = delivery::current_cancellation(py)? {
+            return Ok(Waiting::cancelled(py, err)?.into_any());
         }
         if !me.shared.try_acquire(&()) {
             return Ok(Self::acquire_impl(slf, None, true)?.into_any());
@@ -367,8 +369,9 @@ impl CapacityLimiter {
         timeout: Option<f64>,
         yield_none: bool,
     ) -> PyResult<Bound<'py, Waiting>> {
-        Waiting::new(
+        Waiting::checkpoint(
             py,
+            "CapacityLimiter.acquire()",
             HolderAcquire {
                 shared: self.shared.clone(),
                 record: self.borrowers.clone(),
@@ -386,10 +389,10 @@ impl CapacityLimiter {
         check_not_borrowing(&self.shared, holder)
     }
 
-    fn take_nowait(&self, py: Python<'_>, holder: Holder, obj: Py<PyAny>) -> PyResult<()> {
+    fn take_nowait(&self, holder: Holder, obj: Py<PyAny>) -> PyResult<()> {
         self.check_not_borrowing(holder)?;
         if !self.shared.try_acquire(&holder) {
-            return Err(exception(py, "WouldBlock", "no token is free".into()));
+            return Err(WouldBlock::new_err("no token is free"));
         }
         self.borrowers.add(holder, obj);
         Ok(())
@@ -451,7 +454,7 @@ impl CapacityLimiter {
 
     fn acquire_nowait(&self, py: Python<'_>) -> PyResult<()> {
         let (holder, obj) = current_holder(py)?;
-        self.take_nowait(py, holder, obj)
+        self.take_nowait(holder, obj)
     }
 
     /// Borrow a token on behalf of `borrower` (any object).
@@ -463,7 +466,7 @@ impl CapacityLimiter {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, Waiting>> {
         let timeout = super::check_timeout(timeout)?;
-        let holder = Holder::of(&borrower);
+        let holder = holder_for(py, &borrower)?;
         self.check_not_borrowing(holder)?;
         self.borrow_wait(py, Some((holder, borrower.unbind())), timeout, false)
     }
@@ -473,8 +476,8 @@ impl CapacityLimiter {
         py: Python<'_>,
         borrower: Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let holder = Holder::of(&borrower);
-        self.take_nowait(py, holder, borrower.unbind())
+        let holder = holder_for(py, &borrower)?;
+        self.take_nowait(holder, borrower.unbind())
     }
 
     /// Borrow a token from a plain thread, blocking it (the GIL is released meanwhile).
@@ -497,7 +500,8 @@ impl CapacityLimiter {
     }
 
     fn release_on_behalf_of(&self, py: Python<'_>, borrower: Bound<'_, PyAny>) -> PyResult<()> {
-        self.give_back(py, Holder::of(&borrower))
+        let holder = holder_for(py, &borrower)?;
+        self.give_back(py, holder)
     }
 
     /// Total number of tokens (an int, or `math.inf`); setting it wakes waiters at once.
@@ -573,13 +577,13 @@ impl CapacityLimiter {
     }
 
     fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let Some(cur) = runtime::current(py, true)? else {
+        let Some(cur) = tasks::current(py, true)? else {
             return Ok(self.borrow_wait(py, None, None, true)?.into_any());
         };
-        if let Some(err) = runtime::cancellation_of(py, cur.key) {
-            return Err(err);
+        if let Some(err) = delivery::cancellation_of(py, &cur.rt, cur.key) {
+            return Ok(Waiting::cancelled(py, err)?.into_any());
         }
-        let holder = Holder::task(cur.key);
+        let holder = Holder::task(&cur.rt, cur.key);
         let taken = {
             let mut core = self.shared.lock();
             if core.permits.borrowers.contains(&holder) {

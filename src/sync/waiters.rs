@@ -36,6 +36,15 @@ impl<W> WaiterQueue<W> {
         self.waiters.values().next()
     }
 
+    /// The id of the waiter at the front.
+    pub fn front_id(&self) -> Option<u64> {
+        self.waiters.keys().next().copied()
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut W> {
+        self.waiters.get_mut(&id)
+    }
+
     pub fn pop_front(&mut self) -> Option<W> {
         self.waiters.pop_first().map(|(_, w)| w)
     }
@@ -51,6 +60,11 @@ impl<W> WaiterQueue<W> {
 
     pub fn is_empty(&self) -> bool {
         self.waiters.is_empty()
+    }
+
+    /// Keeps only the waiters for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&W) -> bool) {
+        self.waiters.retain(|_, w| keep(w));
     }
 
     /// Removes every waiter, in arrival order.

@@ -6,22 +6,17 @@
 // after creation; its state is read from the Task.
 
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::{create_exception, intern};
+
+use std::sync::Arc;
 
 use crate::asyncio;
 use crate::awaitable::{Drive, Input, Ready, Step, Waiting};
+use crate::errors::TaskCancelled;
+use crate::loop_runtime::{Completion, LoopRuntime};
 use pyo3::pyclass::{PyTraverseError, PyVisit};
-
-create_exception!(
-    toolcase_rs,
-    TaskCancelled,
-    pyo3::exceptions::PyException,
-    "The task whose result was requested was cancelled.\n\nRaised by `await handle` and \
-     `handle.result()`, so that awaiting a cancelled sibling is not mistaken for the caller's \
-     own cancellation."
-);
 
 /// How an eager child that never became a Task ended.
 pub enum Outcome {
@@ -35,19 +30,26 @@ pub enum Outcome {
 /// `await handle` returns the child's result (re-raising its exception, or raising
 /// `TaskCancelled` if it was cancelled). Cancelling the task that awaits a handle does not
 /// cancel the child.
-#[pyclass(module = "toolcase_rs", name = "TaskHandle", frozen)]
+#[pyclass(module = "toolcase_rs", name = "TaskHandle", frozen, generic)]
 pub struct TaskHandle {
     task: Option<Py<PyAny>>,
     outcome: Option<Outcome>,
     name: Option<Py<PyAny>>,
+    /// The runtime of the task's loop (for a `cancel()` from another thread).
+    rt: Option<Arc<LoopRuntime>>,
 }
 
 impl TaskHandle {
-    pub fn for_task(task: Py<PyAny>, name: Option<Py<PyAny>>) -> Self {
+    pub fn for_task(
+        task: Py<PyAny>,
+        name: Option<Py<PyAny>>,
+        rt: Option<Arc<LoopRuntime>>,
+    ) -> Self {
         TaskHandle {
             task: Some(task),
             outcome: None,
             name,
+            rt,
         }
     }
 
@@ -56,6 +58,7 @@ impl TaskHandle {
             task: None,
             outcome: Some(outcome),
             name,
+            rt: None,
         }
     }
 
@@ -224,15 +227,30 @@ impl TaskHandle {
 
     /// Cancel this child only; its cancellation is not an error for its group.
     ///
-    /// Returns False if it had already finished.
+    /// Returns False if it had already finished. Safe to call from any thread (the cancel
+    /// then happens on the child's loop).
     #[pyo3(signature = (msg=None))]
     fn cancel(&self, py: Python<'_>, msg: Option<Py<PyAny>>) -> PyResult<bool> {
-        match &self.task {
-            Some(t) => t
+        let Some(t) = &self.task else {
+            return Ok(false);
+        };
+        match &self.rt {
+            Some(rt) if !rt.is_current(py) => {
+                let done = asyncio::is_done(t.bind(py))?;
+                let task = t.clone_ref(py);
+                rt.post(
+                    py,
+                    Completion::Run(Box::new(move |py| {
+                        task.bind(py).call_method1(intern!(py, "cancel"), (msg,))?;
+                        Ok(())
+                    })),
+                );
+                Ok(!done)
+            }
+            _ => t
                 .bind(py)
                 .call_method1(intern!(py, "cancel"), (msg,))?
                 .is_truthy(),
-            None => Ok(false),
         }
     }
 
@@ -241,9 +259,12 @@ impl TaskHandle {
     /// Cancel safety: cancelling the waiter leaves the child running and nothing registered.
     fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match &self.task {
-            Some(t) if !asyncio::is_done(t.bind(py))? => {
-                Ok(Waiting::new(py, AwaitTask::new(t.clone_ref(py), false))?.into_any())
-            }
+            Some(t) if !asyncio::is_done(t.bind(py))? => Ok(Waiting::op(
+                py,
+                "TaskHandle.wait()",
+                AwaitTask::new(t.clone_ref(py), false),
+            )?
+            .into_any()),
             _ => Ok(Ready::none(py)?.into_any()),
         }
     }

@@ -31,11 +31,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
+use std::sync::Arc;
+
 use crate::asyncio::{self, Sent};
 use crate::awaitable::{Drive, Input, Ready, Step, Waiting};
-use crate::runtime;
+use crate::loop_runtime::tasks;
+use crate::loop_runtime::{delivery, LoopRuntime};
 use crate::scope::tree::{ScopeKey, TaskKey};
-use crate::scope::CancelScope;
+use crate::scope::{cross_task_message, CancelScope};
 use eager::EagerCoroutine;
 use handle::{AwaitTask, Outcome, TaskHandle};
 use pyo3::pyclass::{PyTraverseError, PyVisit};
@@ -83,7 +86,7 @@ pub struct TaskGroup {
     scope: Py<CancelScope>,
     // While entered:
     loop_: Option<Py<PyAny>>,
-    owner: Option<usize>,
+    rt: Option<Arc<LoopRuntime>>,
     host: Option<TaskKey>,
     /// Children started and not finished. Invariant: equals the number of runtime tasks
     /// registered by this group.
@@ -99,6 +102,7 @@ pub struct TaskGroup {
 /// What spawning needs, read from the group in one borrow.
 struct SpawnTarget {
     loop_: Py<PyAny>,
+    rt: Arc<LoopRuntime>,
     scope: ScopeKey,
     done_cb: Py<ChildDone>,
     eager: bool,
@@ -115,17 +119,25 @@ impl TaskGroup {
                 g.state.name()
             )));
         }
-        if g.owner != Some(runtime::thread_token()) {
+        let rt = g.rt.as_ref().expect("entered");
+        if !rt.is_current(py) {
             return Err(PyRuntimeError::new_err(format!(
                 "{what} must be called from the thread running the group's event loop; from \
                  another thread use loop.call_soon_threadsafe or toolcase_rs.from_thread"
             )));
         }
-        let scope = g.scope.borrow(py).key().ok_or_else(|| {
-            PyRuntimeError::new_err("This task group's cancel scope is not active")
-        })?;
+        let scope = match g.scope.get().record().location() {
+            Some((scope_rt, key)) if Arc::ptr_eq(&scope_rt, rt) => key,
+            _ => {
+                return Err(PyRuntimeError::new_err(
+                    "This task group's cancel scope is not active (the task that entered the \
+                     group has finished)",
+                ))
+            }
+        };
         Ok(SpawnTarget {
             loop_: g.loop_.as_ref().expect("entered").clone_ref(py),
+            rt: rt.clone(),
             scope,
             done_cb: g.done_cb.as_ref().expect("entered").clone_ref(py),
             eager: g.eager,
@@ -141,44 +153,68 @@ impl TaskGroup {
         name: Option<Bound<'py, PyAny>>,
         eager: bool,
         context: Option<Bound<'py, PyAny>>,
-        status: Option<Py<PyAny>>,
         base: ScopeKey,
     ) -> PyResult<Bound<'py, TaskHandle>> {
         let py = slf.py();
-        let loop_ = target.loop_.bind(py);
         if eager {
             return Self::spawn_eager(slf, target, coro, name);
         }
-        let task = match asyncio::new_task(loop_, &coro, name.as_ref(), context.as_ref()) {
+        let (task, _) = Self::spawn_task(
+            slf,
+            target,
+            &coro,
+            name.as_ref(),
+            context.as_ref(),
+            None,
+            base,
+        )?;
+        Bound::new(
+            py,
+            TaskHandle::for_task(
+                task.unbind(),
+                name.map(Bound::unbind),
+                Some(target.rt.clone()),
+            ),
+        )
+    }
+
+    /// Registers a child, creates its Task and adopts it into the group. The child is known to
+    /// the runtime before its Task exists: an eager task factory runs its first step inside
+    /// `create_task`. On failure the coroutine is closed.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_task<'py>(
+        slf: &Bound<'py, Self>,
+        target: &SpawnTarget,
+        coro: &Bound<'py, PyAny>,
+        name: Option<&Bound<'py, PyAny>>,
+        context: Option<&Bound<'py, PyAny>>,
+        status: Option<&Bound<'py, TaskStatus>>,
+        base: ScopeKey,
+    ) -> PyResult<(Bound<'py, PyAny>, TaskKey)> {
+        let py = slf.py();
+        let rt = &target.rt;
+        let fut = status.and_then(|s| s.get().fut.as_ref().map(|f| f.clone_ref(py)));
+        let (key, _) = tasks::begin_spawn(rt, base, fut);
+        if let Some(s) = status {
+            // Before the Task exists: its first step may call `started()` (eager factory).
+            *s.get().child.lock() = Some(key);
+        }
+        let task = match asyncio::new_task(target.loop_.bind(py), coro, name, context) {
             Ok(t) => t,
             Err(e) => {
+                tasks::abort_spawn(py, rt, key);
                 let _ = coro.call_method0(intern!(py, "close"));
                 return Err(e);
             }
         };
-        Self::adopt(slf, target, &task, status, base)?;
-        Bound::new(
-            py,
-            TaskHandle::for_task(task.unbind(), name.map(Bound::unbind)),
-        )
-    }
-
-    /// Registers a freshly created child Task with the runtime and the group.
-    fn adopt(
-        slf: &Bound<'_, Self>,
-        target: &SpawnTarget,
-        task: &Bound<'_, PyAny>,
-        status: Option<Py<PyAny>>,
-        base: ScopeKey,
-    ) -> PyResult<TaskKey> {
-        let py = slf.py();
-        let (key, cancelled) = runtime::register_child(Some(task), base, status);
+        tasks::end_spawn(rt, key, &task);
         task.call_method1(intern!(py, "add_done_callback"), (target.done_cb.bind(py),))?;
         slf.borrow_mut().children += 1;
-        if cancelled {
-            runtime::deliver(py, vec![key])?;
+        // Cancelled already (the group, or a scope around it), or by its own first step.
+        if rt.with(|st| st.tree.is_cancelled(key)) {
+            delivery::deliver(py, rt, vec![key])?;
         }
-        Ok(key)
+        Ok((task, key))
     }
 
     fn spawn_eager<'py>(
@@ -188,22 +224,23 @@ impl TaskGroup {
         name: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, TaskHandle>> {
         let py = slf.py();
+        let rt = &target.rt;
         let ctx = asyncio::copy_context(py)?;
-        let (key, _) = runtime::register_child(None, target.scope, None);
-        let previous = runtime::with_rt(|rt| rt.eager_current.replace(key));
+        let (key, _) = tasks::register_eager_child(rt, target.scope);
+        let previous = rt.with(|st| st.eager_current.replace(key));
         let none = py.None().into_bound(py);
         let sent = asyncio::in_context(&ctx, || asyncio::send(&coro, &none));
-        runtime::with_rt(|rt| rt.eager_current = previous);
+        rt.with(|st| st.eager_current = previous);
         let name_owned = name.as_ref().map(|n| n.clone().unbind());
         let finished =
             |outcome, name: Option<Py<PyAny>>| Bound::new(py, TaskHandle::finished(outcome, name));
         match sent {
             Ok(Sent::Returned(value)) => {
-                drop(runtime::forget_task(py, key));
+                drop(tasks::forget_task(py, rt, key));
                 finished(Outcome::Returned(value.unbind()), name_owned)
             }
             Err(err) => {
-                drop(runtime::forget_task(py, key));
+                drop(tasks::forget_task(py, rt, key));
                 let exc = err.into_value(py).into_any();
                 if asyncio::is_cancelled_error(py, exc.bind(py)) {
                     finished(Outcome::Cancelled(exc), name_owned)
@@ -214,19 +251,29 @@ impl TaskGroup {
             }
             Ok(Sent::Yielded(first)) => {
                 let adapter = Bound::new(py, EagerCoroutine::new(coro.unbind(), first.unbind()))?;
-                let task = asyncio::new_task(
+                let task = match asyncio::new_task(
                     target.loop_.bind(py),
                     adapter.as_any(),
                     name.as_ref(),
                     Some(&ctx),
-                )?;
-                runtime::bind_task(key, &task);
+                ) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        drop(tasks::forget_task(py, rt, key));
+                        let _ = adapter.call_method0(intern!(py, "close"));
+                        return Err(e);
+                    }
+                };
+                tasks::bind_child(rt, key, &task);
                 task.call_method1(intern!(py, "add_done_callback"), (target.done_cb.bind(py),))?;
                 slf.borrow_mut().children += 1;
-                if runtime::with_rt(|rt| rt.tree.is_cancelled(key)) {
-                    runtime::deliver(py, vec![key])?;
+                if rt.with(|st| st.tree.is_cancelled(key)) {
+                    delivery::deliver(py, rt, vec![key])?;
                 }
-                Bound::new(py, TaskHandle::for_task(task.unbind(), name_owned))
+                Bound::new(
+                    py,
+                    TaskHandle::for_task(task.unbind(), name_owned, Some(rt.clone())),
+                )
             }
         }
     }
@@ -239,10 +286,13 @@ impl TaskGroup {
             g.errors.push(exc);
             g.scope.clone_ref(py)
         };
-        let key = scope.borrow(py).key();
-        let already = key.is_some_and(|k| runtime::with_rt(|rt| rt.tree.scope_is_cancelled(k)));
+        let already = scope
+            .get()
+            .record()
+            .location()
+            .is_some_and(|(rt, k)| rt.with(|st| st.tree.scope_is_cancelled(k)));
         if !already {
-            CancelScope::cancel_internal(scope.bind(py), None)?;
+            scope.get().record().cancel(py, None)?;
         }
         Ok(())
     }
@@ -253,6 +303,15 @@ impl TaskGroup {
         kwargs: Option<&Bound<'py, PyDict>>,
         what: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if asyncio::is_coroutine(func) {
+            // It would never run: close it so no "never awaited" warning joins the error.
+            let _ = func.call_method0(intern!(func.py(), "close"));
+            return Err(PyTypeError::new_err(format!(
+                "{what}() expected an async function and its arguments, got a coroutine object \
+                 {}; pass the function itself ({what}(fn, *args)), or use tg.spawn(coro)",
+                func.repr()?
+            )));
+        }
         if !func.is_callable() {
             return Err(PyTypeError::new_err(format!(
                 "{what}() expected an async function, got {} object {}",
@@ -292,7 +351,7 @@ impl TaskGroup {
             eager,
             scope,
             loop_: None,
-            owner: None,
+            rt: None,
             host: None,
             children: 0,
             errors: Vec::new(),
@@ -309,9 +368,13 @@ impl TaskGroup {
             ));
         }
         let loop_ = asyncio::running_loop(py, "entering a TaskGroup")?;
+        let Some(cur) = tasks::current(py, true)? else {
+            return Err(PyRuntimeError::new_err(
+                "a TaskGroup must be entered inside an asyncio task (not in a loop callback)",
+            ));
+        };
         let scope = slf.borrow().scope.clone_ref(py);
-        CancelScope::enter(scope.bind(py))?;
-        let host = runtime::current(py, false)?.map(|c| c.key);
+        scope.get().enter_in(py, &cur)?;
         let done_cb = Py::new(
             py,
             ChildDone {
@@ -322,8 +385,8 @@ impl TaskGroup {
             let mut g = slf.borrow_mut();
             g.state = GroupState::Active;
             g.loop_ = Some(loop_.unbind());
-            g.owner = Some(runtime::thread_token());
-            g.host = host;
+            g.rt = Some(cur.rt.clone());
+            g.host = Some(cur.key);
             g.done_cb = Some(done_cb);
         }
         Ready::new(py, slf.into_any().unbind())
@@ -343,6 +406,17 @@ impl TaskGroup {
                 slf.borrow().state.name()
             )));
         }
+        // Exited by the task that entered it? (A pytest-asyncio fixture that holds a group
+        // across `yield` runs its teardown in another task.)
+        let (rt, host) = {
+            let g = slf.borrow();
+            (g.rt.clone().expect("entered"), g.host)
+        };
+        let current = match LoopRuntime::current(py)? {
+            Some(cur_rt) if Arc::ptr_eq(&cur_rt, &rt) => tasks::current_in(py, cur_rt, false)?,
+            _ => None,
+        };
+        let foreign = current.map(|c| c.key) != host;
         Waiting::new(
             py,
             GroupExit {
@@ -350,6 +424,7 @@ impl TaskGroup {
                 exc: exc.filter(|e| !e.is_none()).map(Bound::unbind),
                 started: false,
                 waited: false,
+                foreign,
             },
         )
     }
@@ -380,7 +455,7 @@ impl TaskGroup {
         let coro = Self::call_for_coroutine(&func, &args, None, "start_soon")?;
         let eager = eager.unwrap_or(target.eager);
         let base = target.scope;
-        Self::spawn_coro(slf, &target, coro, name, eager, None, None, base)
+        Self::spawn_coro(slf, &target, coro, name, eager, None, base)
     }
 
     /// Start a child from a coroutine object, or from an async function and its arguments.
@@ -419,7 +494,7 @@ impl TaskGroup {
         };
         let eager = eager.unwrap_or(target.eager);
         let base = target.scope;
-        Self::spawn_coro(slf, &target, coro, name, eager, None, None, base)
+        Self::spawn_coro(slf, &target, coro, name, eager, None, base)
     }
 
     /// Start one child per coroutine object and return their Tasks (no handles): the bulk
@@ -431,7 +506,6 @@ impl TaskGroup {
     ) -> PyResult<Bound<'py, PyList>> {
         let py = slf.py();
         let target = Self::target(slf, "_spawn_tasks()")?;
-        let loop_ = target.loop_.bind(py);
         let out = PyList::empty(py);
         let mut items = coros.try_iter()?;
         let close_rest = |items: Bound<'py, pyo3::types::PyIterator>| {
@@ -443,30 +517,21 @@ impl TaskGroup {
         };
         while let Some(coro) = items.next() {
             let coro = coro?;
-            let task = if asyncio::is_coroutine(&coro) {
-                asyncio::new_task(loop_, &coro, None, None)
-            } else {
-                Err(PyTypeError::new_err(format!(
+            if !asyncio::is_coroutine(&coro) {
+                let err = PyTypeError::new_err(format!(
                     "expected a coroutine, got {}",
                     coro.get_type().name()?
-                )))
-            };
-            let task = match task {
-                Ok(task) => task,
+                ));
+                close_rest(items);
+                return Err(err);
+            }
+            match Self::spawn_task(slf, &target, &coro, None, None, None, target.scope) {
+                Ok((task, _)) => out.append(task)?,
                 Err(e) => {
-                    if asyncio::is_coroutine(&coro) {
-                        let _ = coro.call_method0(intern!(py, "close"));
-                    }
                     close_rest(items);
                     return Err(e);
                 }
-            };
-            // Once its Task exists the coroutine belongs to the Task.
-            if let Err(e) = Self::adopt(slf, &target, &task, None, target.scope) {
-                close_rest(items);
-                return Err(e);
             }
-            out.append(task)?;
         }
         Ok(out)
     }
@@ -486,6 +551,17 @@ impl TaskGroup {
                 coro.get_type().name()?
             )));
         }
+        let context = context.filter(|c| !c.is_none());
+        if let Some(ctx) = &context {
+            if !asyncio::is_context(ctx) {
+                coro.call_method0(intern!(py, "close"))?;
+                return Err(PyTypeError::new_err(format!(
+                    "create_task(): context must be a contextvars.Context (from \
+                     contextvars.copy_context()) or None, not {}",
+                    ctx.get_type().name()?
+                )));
+            }
+        }
         let target = match Self::target(slf, "create_task()") {
             Ok(t) => t,
             Err(e) => {
@@ -494,7 +570,7 @@ impl TaskGroup {
             }
         };
         let base = target.scope;
-        Self::spawn_coro(slf, &target, coro, name, false, context, None, base)
+        Self::spawn_coro(slf, &target, coro, name, false, context, base)
     }
 
     /// Start `func(*args, task_status=...)` and wait until it calls `task_status.started()`.
@@ -522,35 +598,31 @@ impl TaskGroup {
             TaskStatus {
                 fut: Some(fut.clone().unbind()),
                 group: Some(slf.clone().unbind()),
-                child: std::sync::Mutex::new(None),
+                child: parking_lot::Mutex::new(None),
             },
         )?;
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "task_status"), &status)?;
         let coro = Self::call_for_coroutine(&func, &args, Some(&kwargs), "start")?;
-        let caller_scope = runtime::current(py, false)?
-            .and_then(|c| runtime::with_rt(|rt| rt.tree.task_scope(c.key)))
+        // Until `started()`, the child belongs to the caller's scope.
+        let caller_scope = tasks::current_in(py, target.rt.clone(), false)?
+            .and_then(|c| c.rt.with(|st| st.tree.task_scope(c.key)))
             .unwrap_or(target.scope);
-        let handle = Self::spawn_coro(
+        let (task, _) = Self::spawn_task(
             slf,
             &target,
-            coro,
-            name,
-            false,
+            &coro,
+            name.as_ref(),
             None,
-            Some(fut.clone().unbind()),
+            Some(&status),
             caller_scope,
         )?;
-        let task = handle
-            .get()
-            .get_task(py)
-            .expect("start() children are Tasks");
-        *status.get().child.lock().expect("not poisoned") = runtime::child_key(task.bind(py));
-        Waiting::new(
+        Waiting::op(
             py,
+            "TaskGroup.start()",
             StartWait {
                 fut: fut.unbind(),
-                task,
+                task: task.unbind(),
                 saved: None,
                 drain: None,
             },
@@ -560,8 +632,9 @@ impl TaskGroup {
     /// Cancel every child and the body.
     #[pyo3(signature = (reason=None))]
     fn cancel(slf: &Bound<'_, Self>, reason: Option<String>) -> PyResult<()> {
-        let scope = slf.borrow().scope.clone_ref(slf.py());
-        CancelScope::cancel_internal(scope.bind(slf.py()), reason)
+        let py = slf.py();
+        let scope = slf.borrow().scope.clone_ref(py);
+        scope.get().record().cancel(py, reason)
     }
 
     /// The group's cancel scope.
@@ -598,11 +671,14 @@ pub struct ChildDone {
 #[pymethods]
 impl ChildDone {
     fn __call__(&self, py: Python<'_>, task: Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(key) = runtime::child_key(&task) else {
+        let group = self.group.bind(py);
+        let Some(rt) = group.borrow().rt.clone() else {
             return Ok(());
         };
-        let status = runtime::forget_task(py, key).and_then(|f| f.status);
-        let group = self.group.bind(py);
+        let Some(key) = tasks::key_of(&rt, &task) else {
+            return Ok(());
+        };
+        let status = tasks::forget_task(py, &rt, key).and_then(|f| f.status);
         let waiter = {
             let mut g = group.borrow_mut();
             g.children = g.children.saturating_sub(1);
@@ -658,13 +734,20 @@ struct GroupExit {
     exc: Option<Py<PyAny>>,
     started: bool,
     waited: bool,
+    /// Exited by another task than the one that entered the group: the children are
+    /// cancelled and awaited, then a RuntimeError says what happened.
+    foreign: bool,
 }
 
 impl GroupExit {
     fn set_exempt(&self, py: Python<'_>, exempt: bool) {
-        if let Some(host) = self.group.borrow(py).host {
-            runtime::with_rt(|rt| {
-                if let Some(n) = rt.tree.task_mut(host) {
+        if self.foreign {
+            return;
+        }
+        let g = self.group.borrow(py);
+        if let (Some(host), Some(rt)) = (g.host, &g.rt) {
+            rt.with(|st| {
+                if let Some(n) = st.tree.task_mut(host) {
                     n.exempt = exempt;
                 }
             });
@@ -673,12 +756,24 @@ impl GroupExit {
 
     fn cancel_group(&self, py: Python<'_>) -> PyResult<()> {
         let scope = self.group.borrow(py).scope.clone_ref(py);
-        CancelScope::cancel_internal(scope.bind(py), None)
+        scope.get().record().cancel(py, None)
     }
 
     fn begin(&mut self, py: Python<'_>) -> PyResult<()> {
         self.group.borrow_mut(py).state = GroupState::Exiting;
         self.set_exempt(py, true);
+        if self.foreign {
+            // The host is gone or elsewhere: cancel the children however they can be reached.
+            self.cancel_group(py)?;
+            let (scope, rt) = {
+                let g = self.group.borrow(py);
+                (g.scope.clone_ref(py), g.rt.clone())
+            };
+            if let Some(rt) = rt {
+                scope.get().cancel_orphans(py, &rt)?;
+            }
+            return Ok(());
+        }
         if let Some(exc) = &self.exc {
             let exc = exc.clone_ref(py);
             self.cancel_group(py)?;
@@ -710,19 +805,33 @@ impl GroupExit {
 
     fn finish(&mut self, py: Python<'_>) -> PyResult<Step> {
         self.set_exempt(py, false);
-        let (scope, errors, host) = {
+        let (scope, errors, host, rt) = {
             let mut g = self.group.borrow_mut(py);
             g.state = GroupState::Closed;
             g.done_cb = None;
             g.waiter = None;
-            (g.scope.clone_ref(py), std::mem::take(&mut g.errors), g.host)
+            g.loop_ = None;
+            (
+                g.scope.clone_ref(py),
+                std::mem::take(&mut g.errors),
+                g.host,
+                g.rt.clone(),
+            )
         };
-        let scope = scope.bind(py);
+        let scope = scope.get();
+        if self.foreign {
+            let host_ended = scope.record().fields().host_ended.clone();
+            scope.abandon(py);
+            return Err(PyRuntimeError::new_err(cross_task_message(
+                "TaskGroup",
+                host_ended.as_deref(),
+            )));
+        }
         // Had the host been woken while it waited, it would have seen the cancellation that
         // reached the group's scope: re-raise it so the right scope swallows it.
         if self.waited && self.exc.is_none() {
-            if let Some(host) = host {
-                if let Some(err) = runtime::cancellation_of(py, host) {
+            if let (Some(host), Some(rt)) = (host, &rt) {
+                if let Some(err) = delivery::cancellation_of(py, rt, host) {
                     self.exc = Some(err.into_value(py).into_any());
                 }
             }
@@ -732,7 +841,7 @@ impl GroupExit {
             let group_exc = asyncio::base_exception_group_type(py)
                 .call1(("unhandled errors in a TaskGroup", list))?;
             group_exc.setattr(intern!(py, "__suppress_context__"), true)?;
-            return if CancelScope::exit(scope, Some(&group_exc))? {
+            return if scope.exit(py, Some(&group_exc))? {
                 Ok(Step::Return(true.into_py_any(py)?))
             } else {
                 Err(PyErr::from_value(group_exc))
@@ -740,13 +849,13 @@ impl GroupExit {
         }
         if let Some(exc) = self.exc.take() {
             let exc = exc.into_bound(py);
-            return if CancelScope::exit(scope, Some(&exc))? {
+            return if scope.exit(py, Some(&exc))? {
                 Ok(Step::Return(true.into_py_any(py)?))
             } else {
                 Err(PyErr::from_value(exc))
             };
         }
-        CancelScope::exit(scope, None)?;
+        scope.exit(py, None)?;
         Ok(Step::Return(false.into_py_any(py)?))
     }
 }
@@ -855,11 +964,12 @@ impl Drive for StartWait {
 }
 
 /// Passed as `task_status` to the function started by `TaskGroup.start()`.
-#[pyclass(module = "toolcase_rs", name = "TaskStatus", frozen)]
+#[pyclass(module = "toolcase_rs", name = "TaskStatus", frozen, generic)]
 pub struct TaskStatus {
     fut: Option<Py<PyAny>>,
     group: Option<Py<TaskGroup>>,
-    child: std::sync::Mutex<Option<TaskKey>>,
+    /// The child's key, set before its Task is created.
+    child: parking_lot::Mutex<Option<TaskKey>>,
 }
 
 impl TaskStatus {
@@ -867,7 +977,7 @@ impl TaskStatus {
         TaskStatus {
             fut: None,
             group: None,
-            child: std::sync::Mutex::new(None),
+            child: parking_lot::Mutex::new(None),
         }
     }
 }
@@ -892,14 +1002,14 @@ impl TaskStatus {
         }
         fut.call_method1(intern!(py, "set_result"), (value,))?;
         // The child now belongs to the group's scope.
-        let child = *self.child.lock().expect("not poisoned");
-        let group_scope = self
+        let child = *self.child.lock();
+        let target = self
             .group
             .as_ref()
-            .and_then(|g| g.borrow(py).scope.borrow(py).key());
-        if let (Some(child), Some(scope)) = (child, group_scope) {
-            let hit = runtime::with_rt(|rt| rt.tree.reparent_task(child, scope));
-            runtime::deliver(py, hit)?;
+            .and_then(|g| g.borrow(py).scope.get().record().location());
+        if let (Some(child), Some((rt, scope))) = (child, target) {
+            let hit = rt.with(|st| st.tree.reparent_task(child, scope));
+            delivery::deliver(py, &rt, hit)?;
         }
         Ok(())
     }
