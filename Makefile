@@ -56,9 +56,9 @@ format: ## Format Rust and Python sources and apply ruff's safe fixes
 	$(PYTHON) -m ruff format $(PY_SOURCES)
 
 .PHONY: bench
-bench: ## Full side-by-side benchmark vs asyncio and AnyIO (about a minute; build-prod first)
-	$(PYTHON) benches/bench_core.py
+bench: ## Full side-by-side benchmark suite vs asyncio, AnyIO and peers (build-prod first)
+	$(PYTHON) benches/run.py
 
 .PHONY: demo
-demo: ## Quick benchmark table (a few seconds): python -m toolcase_rs --quick
+demo: ## Quick demo table from the installed package (seconds): python -m toolcase_rs --quick
 	$(PYTHON) -m toolcase_rs --quick

@@ -15,7 +15,7 @@ import time
 import pytest
 
 #: A bound for "woken within milliseconds" that no scheduler hiccup reaches; the latency itself
-#: is measured in the benchmark (python -m toolcase_rs, cross-loop Event wake-up).
+#: is measured in the benchmark (benches/run.py, cross-loop Event wake-up).
 PROMPT = 0.5
 
 

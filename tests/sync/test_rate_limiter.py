@@ -125,7 +125,7 @@ async def test_steady_rate_within_two_percent(RateLimiter, rate, consumers):
     """Burst 1, consumers that ask again as soon as they are admitted: the limiter alone sets
     the pace, and its own wake-up lateness must not turn into a lower rate. (Rates whose
     interval nears the loop's ~1 ms timer granularity are measured in the benchmark,
-    ``python -m toolcase_rs --only rate``.)"""
+    ``python benches/run.py --only rate``.)"""
     limiter = RateLimiter(rate)
     stamps: list[float] = []
     total = ADMISSIONS

@@ -1,4 +1,4 @@
-# Benchmark suite for spec section 2 (synchronisation primitives), plugged into `_bench` via
+# Benchmark suite for spec section 2 (synchronisation primitives), plugged into `engine` via
 # `SUITES`.
 #
 # What it owns: the primitive workloads of ARCHITECTURE.md section 6, each written once per
@@ -45,7 +45,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ._bench import Impl, Probe, Sizes, Workload
+from engine import Impl, Probe, Sizes, Workload
 
 __all__ = ["workloads"]
 
@@ -635,7 +635,7 @@ def _rate(sizes: Sizes, tc: Any) -> list[Workload]:
 
 
 def workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]:
-    """The primitive workloads, for `_bench` (see the module comment)."""
+    """The primitive workloads, for `engine` (see the module comment)."""
     return [
         *_uncontended(sizes, tc, anyio),
         *_contended(sizes, tc, anyio),

@@ -1,10 +1,13 @@
 # Benchmark engine: side-by-side ratios of toolcase_rs against asyncio and AnyIO.
 #
-# What it owns: the workloads of ARCHITECTURE.md section 6 that concern task groups, cancel
-# scopes and deadlines, each written once per implementation (asyncio = the reference, AnyIO
-# 4.16 when importable, toolcase_rs when importable), the loop that measures them, and the
-# table that reports them. `python -m toolcase_rs` and `benches/bench_core.py` are thin entries
-# over `main()`.
+# What it owns: the loop that measures workloads, the table that reports them and the command
+# line (`main`). The workloads themselves live in the suites named by `SUITES` (sibling
+# modules of this one: `suite_core` for task groups, cancel scopes and deadlines,
+# `suite_sync` for the synchronisation primitives, `suite_many` for the combinators), each
+# written once per implementation (asyncio = the reference, AnyIO 4.16 when importable,
+# toolcase_rs when importable). `benches/run.py` is the entry. This directory is not part of
+# the installed package; `python -m toolcase_rs` runs a small self-contained demo instead
+# (`toolcase_rs/_demo.py`), which imports nothing from here.
 #
 # Which thread runs it: the caller's. Every timed workload runs on one event loop owned by one
 # `asyncio.Runner` (stdlib or uvloop) for the whole run; memory samples run in child
@@ -32,11 +35,13 @@
 # - tracemalloc alone for memory: it sees only Python's allocators, not the Rust heap, and
 #   would flatter the native module. The RSS growth with the children parked is the figure;
 #   the tracemalloc one (Python heap only) is shown beside it.
+# - Keeping the engine and suites inside the package (`toolcase_rs._bench*`, as they once
+#   were): every wheel shipped some 2,000 lines of benchmarks for peers it does not depend on.
+#   The package keeps only the small demo; the full suite runs from a checkout.
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import datetime
@@ -54,7 +59,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO
 
@@ -254,321 +259,16 @@ class Sizes:
         return cls(10_000, 50_000, 5_000, 200, 1_000, 10_000, 7, 3)
 
 
-async def _suspend_once() -> None:
-    await asyncio.sleep(0)
-
-
-async def _return_one() -> int:
-    return 1
-
-
-async def _sleep_long() -> None:
-    await asyncio.sleep(3600)
-
-
-async def _park(event: asyncio.Event) -> None:
-    await event.wait()
-
-
-async def _settle() -> None:
-    # Children start on the loop iteration after they are spawned; a few yields park them all.
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
-def _start_soon_body(factory: Callable[[], Any], child: Callable[[], Awaitable[Any]]) -> Body:
-    async def body(n: int, probe: Probe) -> None:
-        probe.start()
-        async with factory() as tg:
-            for _ in range(n):
-                tg.start_soon(child)
-        probe.stop()
-
-    return body
-
-
-def _spawn_bodies(
-    child: Callable[[], Coroutine[Any, Any, Any]], tc: Any, anyio: Any, budget: float | None
-) -> list[Impl]:
-    async def on_asyncio(n: int, probe: Probe) -> None:
-        probe.start()
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(n):
-                tg.create_task(child())
-        probe.stop()
-
-    impls = [Impl("asyncio.TaskGroup", on_asyncio)]
-    if anyio is not None:
-        impls.append(Impl("anyio task group", _start_soon_body(anyio.create_task_group, child)))
-    if tc is not None:
-        impls.append(Impl("toolcase_rs.TaskGroup", _start_soon_body(tc.TaskGroup, child), budget))
-    return impls
+#: The modules (siblings of this one) that contribute the workloads, in table order, each with
+#: a function `workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]`.
+SUITES = ("suite_core", "suite_sync", "suite_many")
 
 
 def _workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]:
-    r = sizes.rounds
-    out: list[Workload] = []
-
-    # -- task groups ------------------------------------------------------------------------
-    impls = _spawn_bodies(_suspend_once, tc, anyio, budget=1.0)
-    out.append(
-        Workload(
-            "spawn-suspend",
-            f"spawn+join {sizes.children:,} children, suspend once",
-            "time",
-            sizes.children,
-            r,
-            "child",
-            impls,
-        )
-    )
-
-    impls = _spawn_bodies(_return_one, tc, anyio, budget=None)
-    if tc is not None:
-        eager = _start_soon_body(lambda: tc.TaskGroup(eager=True), _return_one)
-        impls.append(Impl("toolcase_rs.TaskGroup(eager=True)", eager, 0.2))
-    out.append(
-        Workload(
-            "spawn-nosuspend",
-            f"spawn+join {sizes.children:,} children, never suspend",
-            "time",
-            sizes.children,
-            r,
-            "child",
-            impls,
-        )
-    )
-
-    async def empty_asyncio(n: int, probe: Probe) -> None:
-        probe.start()
-        for _ in range(n):
-            async with asyncio.TaskGroup():
-                pass
-        probe.stop()
-
-    def empty_body(factory: Callable[[], Any]) -> Body:
-        async def body(n: int, probe: Probe) -> None:
-            probe.start()
-            for _ in range(n):
-                async with factory():
-                    pass
-            probe.stop()
-
-        return body
-
-    impls = [Impl("asyncio.TaskGroup", empty_asyncio)]
-    if anyio is not None:
-        impls.append(Impl("anyio task group", empty_body(anyio.create_task_group)))
-    if tc is not None:
-        impls.append(Impl("toolcase_rs.TaskGroup", empty_body(tc.TaskGroup)))
-    out.append(
-        Workload(
-            "empty-group",
-            "empty task group enter/exit",
-            "time",
-            sizes.empty_groups,
-            r,
-            "",
-            impls,
-        )
-    )
-
-    # -- cancel scopes ----------------------------------------------------------------------
-    def timeout_body(delay: float | None) -> Body:
-        async def body(n: int, probe: Probe) -> None:
-            timeout = asyncio.timeout
-            probe.start()
-            for _ in range(n):
-                async with timeout(delay):
-                    pass
-            probe.stop()
-
-        return body
-
-    def sync_scope_body(factory: Callable[[], Any]) -> Body:
-        async def body(n: int, probe: Probe) -> None:
-            probe.start()
-            for _ in range(n):
-                with factory():
-                    pass
-            probe.stop()
-
-        return body
-
-    impls = [Impl("async with asyncio.timeout(None)", timeout_body(None))]
-    if anyio is not None:
-        impls.append(Impl("with anyio.CancelScope()", sync_scope_body(anyio.CancelScope)))
-    if tc is not None:
-        impls.append(Impl("with toolcase_rs.CancelScope()", sync_scope_body(tc.CancelScope), 0.3))
-    out.append(
-        Workload(
-            "cancel-scope",
-            "CancelScope() enter/exit",
-            "time",
-            sizes.enter_exits,
-            r,
-            "",
-            impls,
-        )
-    )
-
-    impls = [Impl("async with asyncio.timeout(10)", timeout_body(10))]
-    if anyio is not None:
-        impls.append(
-            Impl("with anyio.move_on_after(10)", sync_scope_body(lambda: anyio.move_on_after(10)))
-        )
-    if tc is not None:
-        impls.append(
-            Impl(
-                "with toolcase_rs.move_on_after(10)",
-                sync_scope_body(lambda: tc.move_on_after(10)),
-                0.3,
-            )
-        )
-    out.append(
-        Workload(
-            "move-on-after",
-            "move_on_after(10) enter/exit",
-            "time",
-            sizes.enter_exits,
-            r,
-            "",
-            impls,
-        )
-    )
-
-    # -- deadlines that fire ----------------------------------------------------------------
-    async def fire_asyncio(n: int, probe: Probe) -> None:
-        probe.start()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(FIRE_DELAY):
-                await asyncio.sleep(1)
-        probe.stop()
-
-    def fire_body(factory: Callable[[float], Any]) -> Body:
-        async def body(n: int, probe: Probe) -> None:
-            probe.start()
-            with factory(FIRE_DELAY):
-                await asyncio.sleep(1)
-            probe.stop()
-
-        return body
-
-    impls = [Impl("asyncio.timeout(0.001)", fire_asyncio)]
-    if anyio is not None:
-        impls.append(Impl("anyio.move_on_after(0.001)", fire_body(anyio.move_on_after)))
-    if tc is not None:
-        impls.append(Impl("toolcase_rs.move_on_after(0.001)", fire_body(tc.move_on_after), 1.0))
-    out.append(
-        Workload(
-            "fire-overshoot",
-            "1 ms deadline, firing overshoot",
-            "latency",
-            max(1, sizes.fire_samples // r),
-            r,
-            "sample",
-            impls,
-        )
-    )
-
-    # -- cancelling a group -----------------------------------------------------------------
-    async def cancel_asyncio(n: int, probe: Probe) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(_sleep_long()) for _ in range(n)]
-            await _settle()
-            probe.start()
-            for task in tasks:
-                task.cancel()
-        probe.stop()
-
-    def cancel_scope_body(factory: Callable[[], Any]) -> Body:
-        async def body(n: int, probe: Probe) -> None:
-            async with factory() as tg:
-                for _ in range(n):
-                    tg.start_soon(_sleep_long)
-                await _settle()
-                probe.start()
-                tg.cancel_scope.cancel()
-            probe.stop()
-
-        return body
-
-    impls = [Impl("asyncio: task.cancel() on each", cancel_asyncio)]
-    if anyio is not None:
-        impls.append(
-            Impl("anyio: tg.cancel_scope.cancel()", cancel_scope_body(anyio.create_task_group))
-        )
-    if tc is not None:
-        impls.append(Impl("toolcase_rs: tg.cancel_scope.cancel()", cancel_scope_body(tc.TaskGroup)))
-    out.append(
-        Workload(
-            "cancel-children",
-            f"cancel {sizes.cancel_children:,} sleeping children",
-            "time",
-            sizes.cancel_children,
-            r,
-            "child",
-            impls,
-        )
-    )
-
-    # -- memory -----------------------------------------------------------------------------
-    async def park_asyncio(n: int, probe: Probe) -> None:
-        event = asyncio.Event()
-        async with asyncio.TaskGroup() as tg:
-            probe.start()
-            for _ in range(n):
-                tg.create_task(_park(event))
-            await _settle()
-            probe.stop()
-            event.set()
-
-    def park_body(factory: Callable[[], Any]) -> Body:
-        async def body(n: int, probe: Probe) -> None:
-            event = asyncio.Event()
-            async with factory() as tg:
-                probe.start()
-                for _ in range(n):
-                    tg.start_soon(_park, event)
-                await _settle()
-                probe.stop()
-                event.set()
-
-        return body
-
-    impls = [Impl("asyncio.TaskGroup", park_asyncio)]
-    if anyio is not None:
-        impls.append(Impl("anyio task group", park_body(anyio.create_task_group)))
-    if tc is not None:
-        impls.append(Impl("toolcase_rs.TaskGroup", park_body(tc.TaskGroup), 1.0))
-    out.append(
-        Workload(
-            "memory",
-            f"memory per sleeping child (N={sizes.memory_children:,})",
-            "memory",
-            sizes.memory_children,
-            sizes.memory_rounds,
-            "child",
-            impls,
-        )
-    )
-    out.extend(_suite_workloads(sizes, tc, anyio))
-    return out
-
-
-#: Modules that contribute more workloads, each with a function
-#: `workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]` (primitives, combinators).
-SUITES = ("toolcase_rs._bench_sync", "toolcase_rs._bench_many")
-
-
-def _suite_workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]:
+    # Imported here, not at the top: the suites import this module for Impl, Probe and Sizes.
     out: list[Workload] = []
     for name in SUITES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        out.extend(module.workloads(sizes, tc, anyio))
+        out.extend(importlib.import_module(name).workloads(sizes, tc, anyio))
     return out
 
 
@@ -617,13 +317,12 @@ async def _round(workload: Workload, order: Sequence[Impl], n: int) -> None:
                 impl.error = _describe(exc)
 
 
+# A memory probe imports this module as `engine` from its own directory, as the suites do.
 _CHILD_BOOT = """\
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("_toolcase_rs_bench_child", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-spec.loader.exec_module(module)
-sys.exit(module._memory_child(sys.argv[2:]))
+import os, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+import engine
+sys.exit(engine._memory_child(sys.argv[2:]))
 """
 
 
@@ -1070,7 +769,7 @@ class ProgressBar:
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Run the benchmarks and print the table; the entry of `python -m toolcase_rs`.
+    """Run the benchmarks and print the table; the entry of `benches/run.py`.
 
     Args:
         argv: command-line arguments (default: `sys.argv[1:]`).

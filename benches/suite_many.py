@@ -1,4 +1,4 @@
-# Benchmark suite for spec section 3 ("waiting on many"), plugged into `_bench` via `SUITES`.
+# Benchmark suite for spec section 3 ("waiting on many"), plugged into `engine` via `SUITES`.
 #
 # What it owns: four workloads, each written once per implementation: asyncio (the reference,
 # always first), AnyIO 4.16 (task group equivalents: AnyIO has no gather/race/map), aiometer
@@ -28,7 +28,7 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from ._bench import Impl, Probe, Sizes, Workload
+from engine import Impl, Probe, Sizes, Workload
 
 __all__ = ["workloads"]
 
