@@ -46,9 +46,11 @@ fn cache(py: Python<'_>) -> &Cache {
                 .as_ref()
                 .and_then(|m| m.getattr("_current_tasks").ok())
                 .and_then(|d| d.cast_into::<PyDict>().ok());
-            let current_task = match (c_func, dict) {
-                (Some(f), _) => TaskSource::Function(f.unbind()),
-                (None, Some(d)) => TaskSource::Dict(d.unbind()),
+            // The dict, where the accelerator exposes it (3.11-3.13): it is what its own
+            // `current_task()` reads, minus a second lookup of the running loop.
+            let current_task = match (dict, c_func) {
+                (Some(d), _) => TaskSource::Dict(d.unbind()),
+                (None, Some(f)) => TaskSource::Function(f.unbind()),
                 (None, None) => TaskSource::Function(asyncio.getattr("current_task")?.unbind()),
             };
             Ok(Cache {
@@ -86,6 +88,18 @@ pub fn current_task(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     Ok(found.filter(|t| !t.is_none()))
 }
 
+/// The task running on `loop_`, which the caller knows to be the running loop.
+#[inline]
+pub fn current_task_on<'py>(
+    py: Python<'py>,
+    loop_: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match &cache(py).current_task {
+        TaskSource::Dict(tasks) => Ok(tasks.bind(py).get_item(loop_)?.filter(|t| !t.is_none())),
+        TaskSource::Function(_) => current_task(py),
+    }
+}
+
 /// The running loop, or a RuntimeError that says what the caller must do.
 pub fn running_loop<'py>(py: Python<'py>, what: &str) -> PyResult<Bound<'py, PyAny>> {
     running_loop_opt(py)?.ok_or_else(|| no_loop_error(what))
@@ -100,12 +114,17 @@ pub fn running_loop<'py>(py: Python<'py>, what: &str) -> PyResult<Bound<'py, PyA
 // finds a loop, we check that the holder's type and layout are exactly that (the loop pointer
 // sits right after the object header) and from then on read the loop straight from the
 // holder, comparing its pid with ours (kept current across `fork()` by `process.rs`).
-// Nothing is cached per thread, so no reference to a loop outlives it. Where the check fails
-// (other Python versions store the loop elsewhere) every call goes to `get_running_loop()`.
+// 3.12 and 3.13 store the loop itself under the same key (asyncio resets it in a forked
+// child): once an entry is seen to be the very loop `get_running_loop()` returned, entries are
+// read as loops. Nothing is cached per thread, so no reference to a loop outlives it. Where
+// neither check passes (other versions store the loop elsewhere) every call goes to
+// `get_running_loop()`.
 const HOLDER_KEY: &str = "__asyncio_running_event_loop__";
 
-/// The holder type, once its layout was verified (0: not verified yet; 1: not usable).
+/// The holder type, once its layout was verified (0: not verified yet; 1: not usable;
+/// `DIRECT`: the entry is the loop itself).
 static HOLDER_TYPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const DIRECT: usize = 2;
 
 #[repr(C)]
 struct RunningLoopHolder {
@@ -130,6 +149,9 @@ fn running_loop_holder(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
 /// Reads the loop out of a holder whose type was verified. `Some(None)`: no loop running.
 fn read_holder<'py>(holder: &Bound<'py, PyAny>) -> Option<Option<Bound<'py, PyAny>>> {
     let verified = HOLDER_TYPE.load(std::sync::atomic::Ordering::Acquire);
+    if verified == DIRECT {
+        return Some((!holder.is_none()).then(|| holder.clone()));
+    }
     if verified <= 1 || holder.get_type().as_ptr() as usize != verified {
         return None;
     }
@@ -151,6 +173,10 @@ fn verify_holder(holder: &Bound<'_, PyAny>, loop_: &Bound<'_, PyAny>) {
     if HOLDER_TYPE.load(std::sync::atomic::Ordering::Acquire) != 0 {
         return;
     }
+    if holder.is(loop_) {
+        HOLDER_TYPE.store(DIRECT, std::sync::atomic::Ordering::Release);
+        return;
+    }
     let ty = holder.get_type();
     let named = ty.name().is_ok_and(|n| n == "_RunningLoopHolder");
     // SAFETY: only reads the pointer-sized word after the object header when the type name
@@ -168,6 +194,10 @@ pub fn running_loop_opt(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     let holder = running_loop_holder(py);
     if let Some(found) = holder.as_ref().and_then(read_holder) {
         return Ok(found);
+    }
+    if holder.is_none() && HOLDER_TYPE.load(std::sync::atomic::Ordering::Acquire) == DIRECT {
+        // No entry at all: this thread never ran a loop.
+        return Ok(None);
     }
     let found = match cache(py).get_running_loop.bind(py).call0() {
         Ok(l) => Some(l),

@@ -459,40 +459,43 @@ fn stops(py: Python<'_>) -> PyResult<&StopValues> {
     })
 }
 
-/// Finishes an iteration with `value` the cheapest way (see the module notes). Returns NULL.
-///
-/// # Safety
-/// The caller is a `tp_iternext` slot, attached to the interpreter.
-unsafe fn finish_iteration(py: Python<'_>, value: Py<PyAny>) -> *mut ffi::PyObject {
-    if value.is_none(py) {
-        return std::ptr::null_mut();
+/// Finishes an iteration with `value` the cheapest way (see the module notes): NULL, with a
+/// `StopIteration` set unless the value is None.
+fn finish_iteration(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<*mut ffi::PyObject> {
+    if value.is_none() {
+        return Ok(std::ptr::null_mut());
     }
-    let exc: PyResult<Py<PyAny>> = (|| {
-        let v = value.bind(py);
-        if v.is_exact_instance_of::<PyBool>() {
-            let s = stops(py)?;
-            let cached = if v.is_truthy()? { &s.true_ } else { &s.false_ };
-            return Ok(cached.clone_ref(py));
+    let exc = if value.is_exact_instance_of::<PyBool>() {
+        let s = stops(py)?;
+        let cached = if value.is_truthy()? {
+            &s.true_
+        } else {
+            &s.false_
+        };
+        cached.clone_ref(py)
+    } else {
+        // SAFETY: attached; both pointers are live; returns a new reference or NULL with an
+        // exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, value.as_ptr()),
+            )?
         }
-        Ok(py.get_type::<PyStopIteration>().call1((v,))?.unbind())
-    })();
-    match exc {
-        Ok(exc) => {
-            // SAFETY: attached; PyErr_Restore steals both references (type and instance) and
-            // does not chain the exception onto the one being handled.
-            #[allow(deprecated)]
-            unsafe {
-                ffi::Py_INCREF(ffi::PyExc_StopIteration);
-                ffi::PyErr_Restore(
-                    ffi::PyExc_StopIteration,
-                    exc.into_ptr(),
-                    std::ptr::null_mut(),
-                );
-            }
-        }
-        Err(e) => e.restore(py),
+        .unbind()
+    };
+    // SAFETY: attached; PyErr_Restore steals both references (type and instance) and does not
+    // chain the exception onto the one being handled.
+    #[allow(deprecated)]
+    unsafe {
+        ffi::Py_INCREF(ffi::PyExc_StopIteration);
+        ffi::PyErr_Restore(
+            ffi::PyExc_StopIteration,
+            exc.into_ptr(),
+            std::ptr::null_mut(),
+        );
     }
-    std::ptr::null_mut()
+    Ok(std::ptr::null_mut())
 }
 
 /// Writes an `am_send` outcome.
@@ -525,55 +528,40 @@ unsafe fn report_send(
     }
 }
 
-/// Writes a `tp_iternext` outcome.
-///
-/// # Safety
-/// The caller is a `tp_iternext` slot, attached to the interpreter.
-unsafe fn report_next(
-    py: Python<'_>,
-    out: std::thread::Result<PyResult<Step>>,
-) -> *mut ffi::PyObject {
-    match out.unwrap_or_else(|payload| Err(panic_error(payload))) {
-        Ok(Step::Yield(v)) => v.into_ptr(),
-        // SAFETY: forwarded from our caller.
-        Ok(Step::Return(v)) => unsafe { finish_iteration(py, v) },
-        Err(e) => {
-            e.restore(py);
-            std::ptr::null_mut()
-        }
-    }
-}
+// The slots run inside `Python::attach` (am_send) or PyO3's own trampoline (iternext): both
+// mark the thread as attached for PyO3, so Python references dropped while the state machine
+// runs are released at once instead of going through PyO3's deferred-release pool.
 
 unsafe extern "C" fn waiting_am_send(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
     presult: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
-    // SAFETY: CPython calls am_send with the interpreter attached (it holds the GIL).
-    let py = unsafe { Python::assume_attached() };
-    let out = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the slot is installed only on the `Waiting` type, so `slf` is a live
-        // `Waiting`; `arg` is a live borrowed reference (CPython passes None for a plain
-        // resume).
-        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Waiting>() };
-        // SAFETY: see above.
-        let arg = unsafe { Bound::from_borrowed_ptr(py, arg) };
-        Waiting::step(&slf, Input::Send(arg))
-    }));
-    // SAFETY: `presult` comes from CPython's PyIter_Send and is writable.
-    unsafe { report_send(py, out, presult) }
+    // CPython calls am_send with the interpreter attached, so this attach is the cheap path.
+    Python::attach(|py| {
+        let out = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the slot is installed only on the `Waiting` type, so `slf` is a live
+            // `Waiting`; `arg` is a live borrowed reference (CPython passes None for a plain
+            // resume).
+            let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Waiting>() };
+            // SAFETY: see above.
+            let arg = unsafe { Bound::from_borrowed_ptr(py, arg) };
+            Waiting::step(&slf, Input::Send(arg))
+        }));
+        // SAFETY: `presult` comes from CPython's PyIter_Send and is writable.
+        unsafe { report_send(py, out, presult) }
+    })
 }
 
-unsafe extern "C" fn waiting_iternext(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls tp_iternext attached.
-    let py = unsafe { Python::assume_attached() };
-    let out = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: installed only on `Waiting`, so `slf` is a live `Waiting`.
-        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Waiting>() };
-        Waiting::step(&slf, Input::Send(py.None().into_bound(py)))
-    }));
-    // SAFETY: we are a tp_iternext slot, attached.
-    unsafe { report_next(py, out) }
+/// # Safety
+/// Called through PyO3's iternext trampoline with a live `Waiting`.
+unsafe fn waiting_next(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: installed only on `Waiting`, so `slf` is a live `Waiting`.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Waiting>() };
+    match Waiting::step(&slf, Input::Send(py.None().into_bound(py)))? {
+        Step::Yield(v) => Ok(v.into_ptr()),
+        Step::Return(v) => finish_iteration(py, v.bind(py)),
+    }
 }
 
 unsafe extern "C" fn ready_am_send(
@@ -581,7 +569,8 @@ unsafe extern "C" fn ready_am_send(
     _arg: *mut ffi::PyObject,
     presult: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
-    // SAFETY: CPython calls am_send with the interpreter attached.
+    // SAFETY: CPython calls am_send with the interpreter attached; no Python reference is
+    // dropped here (the value's new reference goes to the caller).
     let py = unsafe { Python::assume_attached() };
     // SAFETY: the slot is installed only on the `Ready` type, so `slf` is a live `Ready`.
     let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Ready>() };
@@ -590,14 +579,12 @@ unsafe extern "C" fn ready_am_send(
     unsafe { report_send(py, Ok(Ok(Step::Return(value))), presult) }
 }
 
-unsafe extern "C" fn ready_iternext(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls tp_iternext attached.
-    let py = unsafe { Python::assume_attached() };
+/// # Safety
+/// Called through PyO3's iternext trampoline with a live `Ready`.
+unsafe fn ready_next(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: installed only on `Ready`, so `slf` is a live `Ready`.
     let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Ready>() };
-    let value = slf.get().value.clone_ref(py);
-    // SAFETY: we are a tp_iternext slot, attached.
-    unsafe { finish_iteration(py, value) }
+    finish_iteration(py, slf.get().value.bind(py))
 }
 
 /// `__await__` for both types: the object is its own iterator.
@@ -615,9 +602,13 @@ pub fn install_slots(py: Python<'_>) -> PyResult<()> {
         (
             Waiting::type_object_raw(py),
             waiting_am_send,
-            waiting_iternext,
+            pyo3::impl_::trampoline::get_trampoline_function!(iternextfunc, waiting_next),
         ),
-        (Ready::type_object_raw(py), ready_am_send, ready_iternext),
+        (
+            Ready::type_object_raw(py),
+            ready_am_send,
+            pyo3::impl_::trampoline::get_trampoline_function!(iternextfunc, ready_next),
+        ),
     ];
     for (ty, send, next) in table {
         // SAFETY: `ty` is a heap type created by PyO3 for a class that defines `__await__` and

@@ -279,6 +279,9 @@ impl Recheck {
 
 /// The `CancelledError` that code in task `key` must see now, if it is cancelled.
 pub fn cancellation_of(py: Python<'_>, rt: &LoopRuntime, key: TaskKey) -> Option<PyErr> {
+    if !crate::scope::tree::any_cancelled_anywhere() {
+        return None;
+    }
     let msg = rt.with(|st| {
         if !st.tree.is_cancelled(key) {
             return None;
@@ -294,6 +297,9 @@ pub fn cancellation_of(py: Python<'_>, rt: &LoopRuntime, key: TaskKey) -> Option
 /// The cancellation the current task must see at a checkpoint, if any. Cheap when no scope of
 /// the running loop is cancelled (no task lookup then).
 pub fn current_cancellation(py: Python<'_>) -> PyResult<Option<PyErr>> {
+    if !crate::scope::tree::any_cancelled_anywhere() {
+        return Ok(None);
+    }
     let Some(rt) = LoopRuntime::current(py)? else {
         return Ok(None);
     };

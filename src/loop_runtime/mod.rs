@@ -174,6 +174,9 @@ pub struct LoopRuntime {
     fd: Mutex<Option<OwnedFd>>,
     /// The thread the loop ran on when last looked up from it.
     thread: AtomicU64,
+    /// Eager first steps running now (see `RtState::eager_current`); lets hot paths skip the
+    /// state lock when there are none.
+    eager_steps: std::sync::atomic::AtomicU32,
     state: Mutex<RtState>,
 }
 
@@ -192,6 +195,22 @@ impl LoopRuntime {
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut RtState) -> R) -> R {
         f(&mut self.state.lock())
+    }
+
+    /// True while an eager child runs its first step on this loop.
+    #[inline]
+    pub fn in_eager_step(&self) -> bool {
+        self.eager_steps.load(Ordering::Relaxed) != 0
+    }
+
+    /// Runs `f` as the first step of eager child `key` (see `RtState::eager_current`).
+    pub fn eager_step<R>(&self, key: TaskKey, f: impl FnOnce() -> R) -> R {
+        let previous = self.with(|st| st.eager_current.replace(key));
+        self.eager_steps.fetch_add(1, Ordering::Relaxed);
+        let out = f();
+        self.eager_steps.fetch_sub(1, Ordering::Relaxed);
+        self.with(|st| st.eager_current = previous);
+        out
     }
 
     pub fn is_closed(&self) -> bool {
@@ -225,6 +244,14 @@ impl LoopRuntime {
     /// loop.
     #[inline]
     pub fn current(py: Python<'_>) -> PyResult<Option<Arc<LoopRuntime>>> {
+        Ok(Self::current_with_loop(py)?.map(|(rt, _)| rt))
+    }
+
+    /// `current`, with the running loop it found.
+    #[inline]
+    pub fn current_with_loop(
+        py: Python<'_>,
+    ) -> PyResult<Option<(Arc<LoopRuntime>, Bound<'_, PyAny>)>> {
         let Some(loop_) = asyncio::running_loop_opt(py)? else {
             return Ok(None);
         };
@@ -234,10 +261,11 @@ impl LoopRuntime {
                 .filter(|rt| !rt.is_closed() && rt.is_loop(&loop_))
                 .cloned()
         });
-        if let Some(rt) = cached {
-            return Ok(Some(rt));
-        }
-        Self::switch_to(py, &loop_).map(Some)
+        let rt = match cached {
+            Some(rt) => rt,
+            None => Self::switch_to(py, &loop_)?,
+        };
+        Ok(Some((rt, loop_)))
     }
 
     /// The runtime of the running loop, or a RuntimeError naming `what` needs one.
@@ -296,6 +324,7 @@ impl LoopRuntime {
             port: PortQueue::new(),
             fd: Mutex::new(None),
             thread: AtomicU64::new(process::thread_id()),
+            eager_steps: std::sync::atomic::AtomicU32::new(0),
             state: Mutex::new(RtState::default()),
         });
         if let Some(fd) = fd {

@@ -66,6 +66,10 @@ pub struct Active {
     pub rt: Arc<LoopRuntime>,
     pub key: ScopeKey,
     pub host: TaskKey,
+    /// Address of the host's Task (0 for an eager child in its first step): lets the exit
+    /// check "same task" without a registry lookup. The registry holds the Task, so the
+    /// address cannot be reused while the scope is active.
+    pub host_task: usize,
 }
 
 pub struct ScopeFields {
@@ -359,6 +363,7 @@ pub fn enter(
             rt: rt.clone(),
             key,
             host: cur.key,
+            host_task: cur.task.as_ref().map_or(0, |t| t.as_ptr() as usize),
         });
         (key, eff, deadline, cancel_called)
     };

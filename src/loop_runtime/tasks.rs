@@ -40,19 +40,29 @@ enum Found {
 /// `register` is set. `Ok(None)` outside any task (or without a running loop).
 #[inline]
 pub fn current<'py>(py: Python<'py>, register: bool) -> PyResult<Option<Current<'py>>> {
-    let Some(rt) = LoopRuntime::current(py)? else {
+    let Some((rt, loop_)) = LoopRuntime::current_with_loop(py)? else {
         return Ok(None);
     };
-    current_in(py, rt, register)
+    let task = asyncio::current_task_on(py, &loop_)?;
+    resolve(py, rt, task, register)
 }
 
-/// `current` for a runtime already looked up.
+/// `current` for a runtime already looked up (whose loop is running in this thread).
 pub fn current_in<'py>(
     py: Python<'py>,
     rt: Arc<LoopRuntime>,
     register: bool,
 ) -> PyResult<Option<Current<'py>>> {
     let task = asyncio::current_task(py)?;
+    resolve(py, rt, task, register)
+}
+
+fn resolve<'py>(
+    py: Python<'py>,
+    rt: Arc<LoopRuntime>,
+    task: Option<Bound<'py, PyAny>>,
+    register: bool,
+) -> PyResult<Option<Current<'py>>> {
     let id = task.as_ref().map(ptr_key);
     let found = rt.with(|st| {
         if let Some(k) = st.eager_current {

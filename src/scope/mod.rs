@@ -142,12 +142,14 @@ impl CancelScope {
             let f = self.rec.fields();
             (
                 f.phase,
-                f.active.as_ref().map(|a| (a.rt.clone(), a.key, a.host)),
+                f.active
+                    .as_ref()
+                    .map(|a| (a.rt.clone(), a.key, a.host, a.host_task)),
                 f.host_ended.clone(),
             )
         };
         let closing = exc.is_some_and(|e| e.is_instance_of::<pyo3::exceptions::PyGeneratorExit>());
-        let Some((rt, key, host)) = location else {
+        let Some((rt, key, host, host_task)) = location else {
             if closing {
                 // Its coroutine is being closed after the scope was torn down: nothing to do.
                 return Ok(false);
@@ -164,11 +166,8 @@ impl CancelScope {
             )));
         };
         // The exit must run in the host task, on the host's loop.
-        let current = match LoopRuntime::current(py)? {
-            Some(cur_rt) if Arc::ptr_eq(&cur_rt, &rt) => tasks::current_in(py, cur_rt, false)?,
-            _ => None,
-        };
-        if current.as_ref().map(|c| c.key) != Some(host) {
+        let current = Self::host_running(py, &rt, host, host_task)?;
+        let Some(current) = current else {
             if closing {
                 // The coroutine is being closed outside its task (garbage collection, possibly
                 // in another thread): tear the scope down quietly, on its own loop.
@@ -179,9 +178,35 @@ impl CancelScope {
                 "CancelScope",
                 None,
             )));
-        }
-        let current = current.expect("checked above");
+        };
         self.exit_in(py, &current, key, exc)
+    }
+
+    /// The current task, if it is `host` of runtime `rt` (None otherwise). The common case
+    /// (a Task, not an eager child's first step) needs no registry lookup.
+    fn host_running<'py>(
+        py: Python<'py>,
+        rt: &Arc<LoopRuntime>,
+        host: tree::TaskKey,
+        host_task: usize,
+    ) -> PyResult<Option<Current<'py>>> {
+        if host_task != 0 && !rt.in_eager_step() {
+            // The task running on the scope's loop right now. If it is the host, it is also
+            // the code running here: a Task's step runs on its loop's thread, and its
+            // coroutine cannot run anywhere else at the same time.
+            let Some(loop_) = rt.event_loop(py) else {
+                return Ok(None);
+            };
+            let task = asyncio::current_task_on(py, &loop_)?;
+            return Ok(task
+                .filter(|t| t.as_ptr() as usize == host_task)
+                .map(|t| Current {
+                    rt: rt.clone(),
+                    key: host,
+                    task: Some(t),
+                }));
+        }
+        Ok(tasks::current(py, false)?.filter(|c| Arc::ptr_eq(&c.rt, rt) && c.key == host))
     }
 
     /// Exits scope `key` in task `cur` (its host).

@@ -21,6 +21,8 @@
 // still needs the downward walk to find tasks to deliver to); a per-scope set of tasks in a hash
 // set (slower than the index-tracked vectors below for the common tiny sets).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use slotmap::{new_key_type, SlotMap};
 
 new_key_type! {
@@ -92,14 +94,32 @@ pub struct Exited<S> {
 pub struct ScopeTree<T, S> {
     scopes: SlotMap<ScopeKey, ScopeNode<S>>,
     tasks: SlotMap<TaskKey, TaskNode<T>>,
-    /// Number of active scopes with `eff` set. Zero means no code on this thread can be
-    /// cancelled by a scope, which lets checkpoints skip looking up the current task.
+    /// Number of active scopes with `eff` set. Zero means no code of this tree's loop can be
+    /// cancelled by a scope, which lets checkpoints skip looking up the current task. Every
+    /// change is mirrored in `ANY_CANCELLED` (see `add_cancelled`).
     cancelled_scopes: usize,
+}
+
+/// The sum of `cancelled_scopes` over every tree of the process: zero means no scope anywhere
+/// is effectively cancelled, which checkpoints read before they look for their tree at all.
+static ANY_CANCELLED: AtomicUsize = AtomicUsize::new(0);
+
+/// True when some scope of some tree may be effectively cancelled.
+#[inline]
+pub fn any_cancelled_anywhere() -> bool {
+    ANY_CANCELLED.load(Ordering::Relaxed) != 0
 }
 
 impl<T, S> Default for ScopeTree<T, S> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl<T, S> Drop for ScopeTree<T, S> {
+    fn drop(&mut self) {
+        let n = self.cancelled_scopes;
+        self.sub_cancelled(n);
     }
 }
 
@@ -242,7 +262,7 @@ impl<T, S> ScopeTree<T, S> {
             eff,
             payload,
         });
-        self.cancelled_scopes += usize::from(eff);
+        self.add_cancelled(usize::from(eff));
         if let Some(p) = parent {
             self.link_scope(key, p);
             self.detach_task(task, p);
@@ -317,7 +337,7 @@ impl<T, S> ScopeTree<T, S> {
         node.cancel_called = true;
         if !node.eff {
             node.eff = true;
-            self.cancelled_scopes += 1;
+            self.add_cancelled(1);
             self.propagate(key, &mut out);
         }
         out
@@ -385,7 +405,7 @@ impl<T, S> ScopeTree<T, S> {
             .drain()
             .map(|(_, n)| n.payload)
             .collect();
-        self.cancelled_scopes = 0;
+        self.sub_cancelled(self.cancelled_scopes);
         (tasks, scopes)
     }
 
@@ -444,7 +464,7 @@ impl<T, S> ScopeTree<T, S> {
             }
         }
         let node = self.scopes.remove(key).expect("scope present");
-        self.cancelled_scopes -= usize::from(node.eff);
+        self.sub_cancelled(usize::from(node.eff));
         debug_assert!(self.tasks.get(host).is_none_or(|t| t.scope != Some(key)));
         let parent_eff = parent.is_some_and(|p| self.scopes[p].eff);
         Exited {
@@ -496,11 +516,25 @@ impl<T, S> ScopeTree<T, S> {
         self.tasks[task].scope = None;
     }
 
+    fn add_cancelled(&mut self, n: usize) {
+        if n > 0 {
+            self.cancelled_scopes += n;
+            ANY_CANCELLED.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn sub_cancelled(&mut self, n: usize) {
+        if n > 0 {
+            self.cancelled_scopes -= n;
+            ANY_CANCELLED.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
     fn count_flip(&mut self, eff: bool) {
         if eff {
-            self.cancelled_scopes += 1;
+            self.add_cancelled(1);
         } else {
-            self.cancelled_scopes -= 1;
+            self.sub_cancelled(1);
         }
     }
 
@@ -538,9 +572,9 @@ impl<T, S> ScopeTree<T, S> {
                 if new != child.eff {
                     child.eff = new;
                     if new {
-                        self.cancelled_scopes += 1;
+                        self.add_cancelled(1);
                     } else {
-                        self.cancelled_scopes -= 1;
+                        self.sub_cancelled(1);
                     }
                     stack.push(c);
                 }

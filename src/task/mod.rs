@@ -227,10 +227,10 @@ impl TaskGroup {
         let rt = &target.rt;
         let ctx = asyncio::copy_context(py)?;
         let (key, _) = tasks::register_eager_child(rt, target.scope);
-        let previous = rt.with(|st| st.eager_current.replace(key));
         let none = py.None().into_bound(py);
-        let sent = asyncio::in_context(&ctx, || asyncio::send(&coro, &none));
-        rt.with(|st| st.eager_current = previous);
+        let sent = rt.eager_step(key, || {
+            asyncio::in_context(&ctx, || asyncio::send(&coro, &none))
+        });
         let name_owned = name.as_ref().map(|n| n.clone().unbind());
         let finished =
             |outcome, name: Option<Py<PyAny>>| Bound::new(py, TaskHandle::finished(outcome, name));
@@ -412,10 +412,7 @@ impl TaskGroup {
             let g = slf.borrow();
             (g.rt.clone().expect("entered"), g.host)
         };
-        let current = match LoopRuntime::current(py)? {
-            Some(cur_rt) if Arc::ptr_eq(&cur_rt, &rt) => tasks::current_in(py, cur_rt, false)?,
-            _ => None,
-        };
+        let current = tasks::current(py, false)?.filter(|c| Arc::ptr_eq(&c.rt, &rt));
         let foreign = current.map(|c| c.key) != host;
         Waiting::new(
             py,
