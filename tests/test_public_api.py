@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import types
 
 import toolcase_rs
 from toolcase_rs import _toolcase_rs
@@ -41,3 +42,13 @@ def test_native_exports_are_in_the_stub():
 def test_stub_declares_nothing_the_runtime_lacks():
     phantom = {n for n in _stub_names() if not n.startswith("_")} - set(dir(_toolcase_rs))
     assert not phantom, f"stubbed but missing at runtime: {sorted(phantom)}"
+
+
+def test_all_is_exactly_the_public_names_the_package_imports():
+    """`__all__` is written out for static tools; it must match what the package imports."""
+    imported = {
+        name
+        for name, value in vars(toolcase_rs).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert set(toolcase_rs.__all__) == imported

@@ -5,6 +5,8 @@ loops and threads, with AnyIO's semantics, running as plain asyncio tasks on any
 loop (uvloop included).
 """
 
+import types as _pytypes
+
 from ._core import (
     create_task_group as create_task_group,
     current_task as current_task,
@@ -76,39 +78,6 @@ from .combinators import (
 
 __version__ = "0.1.0"
 
-# Public names report the public module (the native functions would say `_toolcase_rs`).
-for _name in (
-    "checkpoint",
-    "current_effective_deadline",
-    "current_time",
-    "fail_after",
-    "fail_at",
-    "move_on_after",
-    "move_on_at",
-    "sleep",
-    "sleep_forever",
-    "sleep_until",
-    "create_task_group",
-    "current_task",
-    "effective_deadline",
-    "get_cancelled_exc_class",
-    "is_cancelled",
-    "run",
-    "shield",
-    "CompletionStream",
-    "Settled",
-    "SettledStatus",
-    "as_completed",
-    "bounded_map",
-    "first_success",
-    "gather",
-    "gather_settled",
-    "map_async",
-    "race",
-    "retry",
-):
-    globals()[_name].__module__ = __name__
-del _name
 
 __all__ = [
     "Barrier",
@@ -170,3 +139,15 @@ __all__ = [
     "sleep_forever",
     "sleep_until",
 ]
+
+# Functions and classes defined in the private modules report this module as theirs (the
+# native functions would say `toolcase_rs._toolcase_rs`); the native classes and exceptions
+# are declared in `toolcase_rs` already. tests/test_public_api.py checks that `__all__` is
+# exactly the names imported above.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type | _pytypes.FunctionType | _pytypes.BuiltinFunctionType) and (
+        _value.__module__.startswith(__name__ + ".")
+    ):
+        _value.__module__ = __name__
+del _name, _value

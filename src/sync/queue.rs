@@ -441,7 +441,7 @@ impl Queue {
 #[pymethods]
 impl Queue {
     #[new]
-    #[pyo3(signature = (maxsize=IntArg(0)))]
+    #[pyo3(signature = (maxsize=IntArg(0)), text_signature = "(maxsize=0)")]
     fn py_new(#[pyo3(from_py_with = maxsize_arg)] maxsize: IntArg) -> PyResult<Self> {
         let maxsize = maxsize.0;
         Ok(Queue {
