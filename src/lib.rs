@@ -10,6 +10,7 @@
 //   task/          TaskGroup, TaskHandle, start(), eager start
 //   time.rs        checkpoints and sleeping
 //   sync/          Lock, RLock, Semaphore, CapacityLimiter, Event, Queue, RateLimiter
+//   worker/        worker threads, CancelToken, calls into a loop from other threads
 //   awaitable.rs, asyncio.rs, errors.rs   the await protocol, asyncio calls, exceptions
 // Everything runs synchronously on the event-loop thread; waits are native asyncio futures.
 //
@@ -30,6 +31,7 @@ pub mod scope;
 pub mod sync;
 pub mod task;
 pub mod time;
+pub mod worker;
 
 #[pymodule(gil_used = true)]
 fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -48,6 +50,7 @@ fn _toolcase_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<awaitable::Ready>()?;
     m.add_class::<awaitable::Waiting>()?;
     errors::register(m)?;
+    worker::register(m)?;
     m.add("TASK_STATUS_IGNORED", task::TaskStatus::ignored())?;
     m.add("CANCEL_MESSAGE_PREFIX", asyncio::CANCEL_PREFIX)?;
     m.add_function(wrap_pyfunction!(scope::move_on_after, m)?)?;

@@ -7,6 +7,7 @@ loop (uvloop included).
 
 import types as _pytypes
 
+from . import from_thread as from_thread, lowlevel as lowlevel, to_thread as to_thread
 from ._core import (
     create_task_group as create_task_group,
     current_task as current_task,
@@ -20,14 +21,23 @@ from ._sync import (
     Barrier as Barrier,
     Condition as Condition,
 )
+from ._threads import (
+    ThreadPool as ThreadPool,
+    ThreadPoolStatistics as ThreadPoolStatistics,
+    run_in_thread as run_in_thread,
+    run_sync as run_sync,
+    worker_thread_statistics as worker_thread_statistics,
+)
 from ._toolcase_rs import (
     TASK_STATUS_IGNORED as TASK_STATUS_IGNORED,
     CancelScope as CancelScope,
+    CancelToken as CancelToken,
     CapacityLimiter as CapacityLimiter,
     ClosedResourceError as ClosedResourceError,
     EndOfStream as EndOfStream,
     Event as Event,
     Lock as Lock,
+    LoopToken as LoopToken,
     Queue as Queue,
     QueueEmpty as QueueEmpty,
     QueueFull as QueueFull,
@@ -38,8 +48,10 @@ from ._toolcase_rs import (
     TaskGroup as TaskGroup,
     TaskHandle as TaskHandle,
     TaskStatus as TaskStatus,
+    TokenRegistration as TokenRegistration,
     WouldBlock as WouldBlock,
     checkpoint as checkpoint,
+    current_cancel_token as current_cancel_token,
     current_effective_deadline as current_effective_deadline,
     current_time as current_time,
     fail_after as fail_after,
@@ -83,6 +95,7 @@ __all__ = [
     "Barrier",
     "BarrierStatistics",
     "CancelScope",
+    "CancelToken",
     "CapacityLimiter",
     "CapacityLimiterStatistics",
     "ClosedResourceError",
@@ -94,6 +107,7 @@ __all__ = [
     "EventStatistics",
     "Lock",
     "LockStatistics",
+    "LoopToken",
     "Queue",
     "QueueEmpty",
     "QueueFull",
@@ -112,11 +126,15 @@ __all__ = [
     "TaskHandle",
     "TaskState",
     "TaskStatus",
+    "ThreadPool",
+    "ThreadPoolStatistics",
+    "TokenRegistration",
     "WouldBlock",
     "as_completed",
     "bounded_map",
     "checkpoint",
     "create_task_group",
+    "current_cancel_token",
     "current_effective_deadline",
     "current_task",
     "current_time",
@@ -134,10 +152,13 @@ __all__ = [
     "race",
     "retry",
     "run",
+    "run_in_thread",
+    "run_sync",
     "shield",
     "sleep",
     "sleep_forever",
     "sleep_until",
+    "worker_thread_statistics",
 ]
 
 # Functions and classes defined in the private modules report this module as theirs (the

@@ -26,11 +26,13 @@ _PosArgsT = TypeVarTuple("_PosArgsT")
 __all__ = [
     "CANCEL_MESSAGE_PREFIX",
     "CancelScope",
+    "CancelToken",
     "CapacityLimiter",
     "ClosedResourceError",
     "EndOfStream",
     "Event",
     "Lock",
+    "LoopToken",
     "Queue",
     "QueueEmpty",
     "QueueFull",
@@ -43,16 +45,26 @@ __all__ = [
     "TaskGroup",
     "TaskHandle",
     "TaskStatus",
+    "TokenRegistration",
     "Waiting",
+    "WorkerEntry",
+    "WorkerPool",
     "WouldBlock",
     "after_fork",
+    "call_in_loop",
+    "check_cancelled",
     "checkpoint",
+    "current_cancel_token",
     "current_effective_deadline",
     "current_time",
+    "current_token",
+    "default_pool_counts",
     "fail_after",
     "fail_at",
     "move_on_after",
     "move_on_at",
+    "run_job",
+    "shutdown_pools",
     "sleep",
     "sleep_forever",
     "sleep_until",
@@ -356,3 +368,66 @@ class RateLimiter:
     @property
     def burst(self) -> int: ...
     def statistics(self) -> RateLimiterStatistics: ...
+
+@final
+class CancelToken:
+    def __new__(cls) -> Self: ...
+    @property
+    def cancelled(self) -> bool: ...
+    def cancel(self) -> bool: ...
+    def check(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+    def on_cancel(self, callback: Callable[[], object]) -> TokenRegistration: ...
+    @property
+    def deadline(self) -> float: ...
+    def remaining(self) -> float: ...
+
+@final
+class TokenRegistration:
+    def unregister(self) -> bool: ...
+    def __call__(self) -> bool: ...
+
+@final
+class LoopToken:
+    @property
+    def event_loop(self) -> asyncio.AbstractEventLoop | None: ...
+    @property
+    def closed(self) -> bool: ...
+
+@final
+class WorkerPool:
+    def __new__(cls, max_workers: int, thread_name_prefix: str = "toolcase_rs-pool-") -> Self: ...
+    def run(
+        self,
+        func: Callable[..., _T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None = None,
+        abandon_on_cancel: bool = False,
+    ) -> Waiting[_T]: ...
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None: ...
+    @property
+    def is_shutdown(self) -> bool: ...
+    def counts(self) -> tuple[int, int, int, int]: ...
+
+@final
+class WorkerEntry:
+    def __call__(self) -> None: ...
+
+def run_job(
+    func: Callable[..., _T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None = None,
+    abandon_on_cancel: bool = False,
+) -> Waiting[_T]: ...
+def default_pool_counts() -> tuple[int, int, int, int]: ...
+def shutdown_pools() -> None: ...
+def current_token() -> LoopToken: ...
+def current_cancel_token() -> CancelToken: ...
+def check_cancelled() -> None: ...
+def call_in_loop(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    is_async: bool,
+    token: LoopToken | None = None,
+    what: str = "from_thread.run()",
+) -> Any: ...

@@ -35,8 +35,22 @@ pub fn deliver(py: Python<'_>, rt: &Arc<LoopRuntime>, tasks: Vec<TaskKey>) -> Py
     if tasks.is_empty() {
         return Ok(());
     }
+    let (eager, watchers) = rt.with(|st| {
+        let watchers: Vec<_> = if st.token_watchers.is_empty() {
+            Vec::new()
+        } else {
+            tasks
+                .iter()
+                .filter_map(|k| st.token_watchers.remove(k))
+                .flatten()
+                .collect()
+        };
+        (st.eager_current, watchers)
+    });
+    for token in watchers.iter().filter_map(Weak::upgrade) {
+        token.set(py);
+    }
     let current = asyncio::current_task(py)?.map(|t| ptr_key(&t));
-    let eager = rt.with(|st| st.eager_current);
     for key in tasks {
         let task = rt.with(|st| {
             st.tree

@@ -117,6 +117,9 @@ pub struct RtState {
     pub deliveries: FxHashMap<TaskKey, Delivery>,
     /// Done-callback that forgets plain tasks (created on first use).
     pub forget_cb: Option<Py<PyAny>>,
+    /// Cancel tokens that mirror a task (`current_cancel_token()` in a task): set when the
+    /// task becomes effectively cancelled.
+    pub token_watchers: FxHashMap<TaskKey, Vec<Weak<crate::worker::token::TokenState>>>,
 }
 
 /// A wake-up that carries something (a permit, an item) to a waiter on a loop: if that loop

@@ -258,6 +258,7 @@ pub fn forget_task(py: Python<'_>, rt: &LoopRuntime, key: TaskKey) -> Option<For
         }
         let status = st.statuses.remove(&key);
         let delivery = st.deliveries.remove(&key);
+        st.token_watchers.remove(&key);
         Some((entry, leaked, status, delivery, orphans))
     })?;
     // Dropped here, outside the lock (a finaliser may re-enter the runtime).
