@@ -261,7 +261,7 @@ class Sizes:
 
 #: The modules (siblings of this one) that contribute the workloads, in table order, each with
 #: a function `workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]`.
-SUITES = ("suite_core", "suite_sync", "suite_many")
+SUITES = ("suite_core", "suite_sync", "suite_many", "suite_threads")
 
 
 def _workloads(sizes: Sizes, tc: Any, anyio: Any) -> list[Workload]:

@@ -36,6 +36,10 @@ struct State {
     queue: VecDeque<Job>,
     threads: usize,
     idle: usize,
+    /// Idle threads notified that have not woken yet.
+    waking: usize,
+    /// Threads started that have not taken their first job yet.
+    starting: usize,
     busy: usize,
     shutdown: bool,
 }
@@ -75,6 +79,8 @@ impl Pool {
                 queue: VecDeque::new(),
                 threads: 0,
                 idle: 0,
+                waking: 0,
+                starting: 0,
                 busy: 0,
                 shutdown: false,
             }),
@@ -106,7 +112,9 @@ impl Pool {
         }
     }
 
-    /// Queues a job; starts a thread if none is free. `RuntimeError` after shutdown.
+    /// Queues a job and makes sure a thread will take it: wakes an idle one (unless one is
+    /// already being woken: it passes the wake-up on if more jobs are queued when it takes its
+    /// job), or starts one. `RuntimeError` after shutdown.
     pub fn submit(self: &Arc<Self>, py: Python<'_>, job: Job) -> PyResult<()> {
         let spawn = {
             let mut st = self.state.lock();
@@ -116,27 +124,50 @@ impl Pool {
                 ));
             }
             st.queue.push_back(job);
-            let spawn = st.queue.len() > st.idle && st.threads < self.max_workers;
-            if spawn {
-                st.threads += 1;
-            }
-            spawn
+            self.wake_or_spawn(&mut st)
         };
-        self.work.notify_one();
         if spawn {
-            if let Err(e) = self.spawn_thread(py) {
-                let mut st = self.state.lock();
-                st.threads -= 1;
-                // Without any thread the job would wait forever: hand it back as an error.
-                if st.threads == 0 {
-                    let jobs: Vec<Job> = st.queue.drain(..).collect();
-                    drop(st);
-                    drop(jobs);
-                }
-                return Err(e);
-            }
+            self.spawn_or_undo(py)?;
         }
         Ok(())
+    }
+
+    /// Under the state lock, with jobs queued: wake an idle thread if none is on its way, else
+    /// reserve a new thread (true: the caller starts it, after releasing the lock).
+    fn wake_or_spawn(&self, st: &mut State) -> bool {
+        if st.queue.is_empty() || st.waking > 0 || st.starting > 0 {
+            return false;
+        }
+        if st.idle > 0 {
+            st.waking += 1;
+            self.work.notify_one();
+            false
+        } else if st.threads < self.max_workers {
+            st.threads += 1;
+            st.starting += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn spawn_or_undo(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        let Err(e) = self.spawn_thread(py) else {
+            return Ok(());
+        };
+        let dropped: Vec<Job> = {
+            let mut st = self.state.lock();
+            st.threads -= 1;
+            st.starting -= 1;
+            // Without any thread the queued jobs would wait forever: fail them.
+            if st.threads == 0 {
+                st.queue.drain(..).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        drop(dropped);
+        Err(e)
     }
 
     fn spawn_thread(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
@@ -155,50 +186,72 @@ impl Pool {
         Ok(())
     }
 
-    /// The body of a worker thread.
-    fn work_loop(&self, py: Python<'_>) {
+    /// Attached: takes the next job, passing the wake-up on if more are queued.
+    fn take(self: &Arc<Self>, py: Python<'_>) -> Option<Job> {
+        let (job, spawn) = {
+            let mut st = self.state.lock();
+            let job = st.queue.pop_front();
+            if job.is_some() {
+                st.busy += 1;
+            }
+            let spawn = self.wake_or_spawn(&mut st);
+            (job, spawn)
+        };
+        if spawn {
+            let _ = self.spawn_or_undo(py);
+        }
+        job
+    }
+
+    /// The body of a worker thread. The job is taken while attached, and after a job the next
+    /// one is taken before the GIL is released: a burst of short jobs then runs on one thread
+    /// in one stretch, instead of handing the GIL from thread to thread for every job (each
+    /// hand-off is a thread switch). Only one idle thread is woken at a time; it wakes the
+    /// next if jobs are still queued when it takes its own, so blocking jobs still spread over
+    /// as many threads as they need.
+    fn work_loop(self: &Arc<Self>, py: Python<'_>) {
+        self.state.lock().starting -= 1;
         loop {
-            let job = py.detach(|| self.next_job());
-            let Some(job) = job else {
-                return;
+            let Some(job) = self.take(py) else {
+                if !py.detach(|| self.wait_for_work()) {
+                    return;
+                }
+                continue;
             };
             job(py);
-            let mut st = self.state.lock();
-            st.busy -= 1;
-            drop(st);
+            self.state.lock().busy -= 1;
             self.done.notify_all();
         }
     }
 
-    /// Waits (GIL released) for a job; None when the thread should exit.
-    fn next_job(&self) -> Option<Job> {
+    /// Waits (GIL released) until jobs are queued; false when the thread should exit (idle
+    /// timeout or shutdown, with nothing queued).
+    fn wait_for_work(&self) -> bool {
         let mut st = self.state.lock();
-        let mut idle_since = Instant::now();
+        let deadline = Instant::now() + self.idle_timeout;
         loop {
-            if let Some(job) = st.queue.pop_front() {
-                st.busy += 1;
-                return Some(job);
+            if !st.queue.is_empty() {
+                return true;
             }
             if st.shutdown {
                 break;
             }
             st.idle += 1;
-            let timed_out = self
-                .work
-                .wait_until(&mut st, idle_since + self.idle_timeout)
-                .timed_out();
+            let timed_out = self.work.wait_until(&mut st, deadline).timed_out();
             st.idle -= 1;
+            // Whoever returns first takes the pending wake-up (the one it was meant for may
+            // have timed out at the same moment).
+            if st.waking > 0 {
+                st.waking -= 1;
+            }
             if timed_out && st.queue.is_empty() {
                 break;
-            }
-            if !timed_out {
-                idle_since = Instant::now();
             }
         }
         st.threads -= 1;
         drop(st);
         self.done.notify_all();
-        None
+        false
     }
 
     /// Stops taking jobs. `cancel_queued`: drop jobs not started yet. `wait`: block (GIL

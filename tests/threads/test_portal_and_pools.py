@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -218,3 +219,86 @@ def test_from_thread_into_a_closed_loop_raises(tc):
     token = asyncio.run(grab())
     with pytest.raises(RuntimeError, match="closed"):
         tc.from_thread.run_sync(lambda: None, token=token)
+
+
+async def test_blocking_jobs_get_a_thread_each(tc):
+    """Jobs that block on each other need as many threads as there are jobs: the pool must
+    start them all, not queue them behind one busy thread."""
+    parties = 8
+    barrier = threading.Barrier(parties, timeout=5)
+    results = await asyncio.gather(*(tc.to_thread.run_sync(barrier.wait) for _ in range(parties)))
+    assert sorted(results) == list(range(parties))
+
+
+async def test_thread_pool_spreads_blocking_jobs_up_to_max_workers(tc):
+    barrier = threading.Barrier(3, timeout=5)
+    async with tc.ThreadPool(3) as pool:
+        results = await asyncio.gather(*(pool.run(barrier.wait) for _ in range(3)))
+    assert sorted(results) == [0, 1, 2]
+
+
+async def test_burst_of_short_jobs_all_complete(tc):
+    results = await asyncio.gather(*(tc.to_thread.run_sync(abs, -i) for i in range(2000)))
+    assert results == list(range(2000))
+    stats = tc.worker_thread_statistics()
+    assert stats.busy == 0 and stats.queued == 0
+
+
+async def test_mixed_short_and_blocking_jobs_never_stall(tc):
+    import random
+
+    rng = random.Random(7)
+
+    def job(i: int, delay: float) -> int:
+        if delay:
+            time.sleep(delay)
+        return i
+
+    async with tc.ThreadPool(4) as pool:
+        for _ in range(20):
+            delays = [rng.choice([0, 0, 0, 0.001, 0.003]) for _ in range(50)]
+            out = await asyncio.gather(*(pool.run(job, i, d) for i, d in enumerate(delays)))
+            assert out == list(range(50))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_worker_threads_work_in_a_forked_child(tc):
+    import warnings
+
+    asyncio.run(tc.to_thread.run_sync(lambda: None))  # the parent's pool has threads now
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded ... fork()"
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            value = asyncio.run(asyncio.wait_for(tc.to_thread.run_sync(lambda: 41 + 1), 5))
+            code = 0 if value == 42 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "asyncio.run(tc.to_thread.run_sync(lambda: None))",
+        # A job still running when the program ends: the exit waits for it.
+        "import time\n"
+        "async def main():\n"
+        "    with tc.move_on_after(0.05):\n"
+        "        await tc.to_thread.run_sync(time.sleep, 0.3, abandon_on_cancel=True)\n"
+        "asyncio.run(main())",
+    ],
+    ids=["idle-workers", "running-job"],
+)
+def test_interpreter_exits_cleanly_with_worker_threads(body):
+    import subprocess
+    import sys
+
+    code = f"import asyncio\nimport toolcase_rs as tc\n{body}\nprint('ok')\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    assert proc.stderr == ""
