@@ -681,7 +681,7 @@ def _footnotes(rows: Sequence[Row], env: BenchEnv) -> list[str]:
         f" overshoot: mean lateness past the deadline); memory is {memory} with the children"
         " parked; efficiency is ideal time / measured time (higher is better, its budget is a"
         ' minimum). A budget "vs X" is a ratio to row X of the same workload instead (the'
-        " largest, with several). Budgets: ARCHITECTURE.md section 6."
+        " largest, with several). Budgets are set in the suite files."
     )
     budgeted = [r for r in rows if r.status in ("PASS", "OVER")]
     if budgeted:
@@ -782,7 +782,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Measure toolcase_rs task groups and cancel scopes against asyncio and "
-        "AnyIO in one run and print ratios against the budgets of ARCHITECTURE.md section 6.",
+        "AnyIO in one run and print ratios against the project's budgets.",
     )
     parser.add_argument("--quick", action="store_true", help="small N, few rounds (seconds)")
     parser.add_argument("--loop", choices=LOOPS, default="asyncio", help="event loop to use")

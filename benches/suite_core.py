@@ -1,7 +1,7 @@
 # Benchmark suite for task groups, cancel scopes and deadlines, plugged into `engine` via
 # `SUITES`.
 #
-# What it owns: the workloads of ARCHITECTURE.md section 6 that concern task groups, cancel
+# What it owns: the budgeted workloads that concern task groups, cancel
 # scopes and deadlines, each written once per implementation: asyncio (the reference, always
 # first), AnyIO 4.16 task groups and scopes, and toolcase_rs.
 #

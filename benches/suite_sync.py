@@ -1,7 +1,7 @@
 # Benchmark suite for spec section 2 (synchronisation primitives), plugged into `engine` via
 # `SUITES`.
 #
-# What it owns: the primitive workloads of ARCHITECTURE.md section 6, each written once per
+# What it owns: the budgeted primitive workloads, each written once per
 # implementation: asyncio (the reference, always first), AnyIO 4.16 where it has the primitive,
 # the thread-safe peers where the workload crosses threads (janus, culsans, aiologic), aiolimiter
 # for the rate limiter, and toolcase_rs.

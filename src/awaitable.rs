@@ -2,7 +2,7 @@
 //
 // Two types cover everything:
 // * `Ready` holds a value that is already known. Awaiting it returns the value without touching
-//   the event loop (rule 1 of ARCHITECTURE.md: an operation that can finish now never suspends).
+//   the event loop (docs/architecture.md: an operation that can finish now never suspends).
 // * `Waiting` drives a small state machine (`Drive`) that suspends by yielding a native
 //   `asyncio.Future` (or `None`, for a bare one-iteration yield) straight to the Task, and is
 //   resumed with `send` or `throw` like a generator.

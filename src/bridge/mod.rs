@@ -1,7 +1,7 @@
 // The bridge into an event loop from other threads: the LoopPort protocol, its eventfd, and
 // `Parker` for blocked threads.
 //
-// LoopPort (ARCHITECTURE rule 4). One per event loop (owned by its `LoopRuntime`). Producers
+// LoopPort (see docs/architecture.md). One per event loop (owned by its `LoopRuntime`). Producers
 // (another loop's thread, a plain thread, a worker) push an item onto `PortQueue` and write one
 // byte to the loop's eventfd only when they were the ones to set the `armed` flag; the loop
 // watches the eventfd with `add_reader`, and its reader clears `armed` first, then drains the

@@ -1,5 +1,5 @@
 // Deadlines of a loop runtime: its deadline heap (`scope::deadline`) and the single loop timer
-// armed for the earliest entry (ARCHITECTURE rule 8).
+// armed for the earliest entry (see docs/architecture.md).
 //
 // The timer is re-armed only when the earliest deadline changes. When it fires, every deadline
 // due by `loop.time()`, or by the time the timer was armed for if that is later, cancels its

@@ -1,4 +1,4 @@
-// Delivering cancellation to tasks (ARCHITECTURE rule 7).
+// Delivering cancellation to tasks (see docs/architecture.md).
 //
 // A task that becomes effectively cancelled gets `Task.cancel(msg)` with a message naming the
 // scope, edge-triggered:

@@ -210,6 +210,9 @@ impl JobWait {
         let out = self.shared.outcome.lock().take()?;
         self.phase = Phase::Done;
         Some(match (self.pending_cancel.take(), out) {
+            // The function saw its token and stopped with a cancellation (`token.check()`):
+            // what the caller gets is the cancellation that set the token.
+            (Some(cancel), Err(e)) if asyncio::is_cancelled_error(py, e.value(py)) => Err(cancel),
             (Some(cancel), out) => {
                 if asyncio::is_own_cancellation(py, cancel.value(py)) {
                     out.map(Step::Return)

@@ -203,3 +203,18 @@ def test_wait_rejects_nan(tc):
 def test_on_cancel_rejects_a_non_callable(tc):
     with pytest.raises(TypeError, match="callable"):
         tc.CancelToken().on_cancel(5)
+
+
+async def test_worker_that_stops_on_its_token_raises_the_scope_cancellation(tc):
+    """A job that sees its token and raises (token.check()) ends the await with the scope's
+    own cancellation, which the scope then catches."""
+
+    def crunch() -> None:
+        token = tc.current_cancel_token()
+        while True:
+            token.wait(0.01)
+            token.check()
+
+    with tc.move_on_after(0.05) as scope:
+        await tc.to_thread.run_sync(crunch)
+    assert scope.cancelled_caught
