@@ -237,6 +237,8 @@ class Workload:
     per: str  # what one op is, for "µs/child"; "" when the title says it
     impls: list[Impl]
     ideal: float = 0.0  # efficiency: the ideal seconds per op (value = ideal * n / elapsed)
+    # latency: what is subtracted from each measured sample (None: the firing delay)
+    offset: float | None = None
 
 
 @dataclass(frozen=True)
@@ -310,7 +312,8 @@ async def _round(workload: Workload, order: Sequence[Impl], n: int) -> None:
                 elif elapsed > FIRE_GIVE_UP:
                     raise RuntimeError(f"deadline did not fire ({elapsed * 1e3:.0f} ms)")
                 else:
-                    impl.samples.append(elapsed - FIRE_DELAY)
+                    offset = FIRE_DELAY if workload.offset is None else workload.offset
+                    impl.samples.append(elapsed - offset)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:  # CancelledError leaking out is a failure too

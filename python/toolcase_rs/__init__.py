@@ -7,7 +7,12 @@ loop (uvloop included).
 
 import types as _pytypes
 
-from . import from_thread as from_thread, lowlevel as lowlevel, to_thread as to_thread
+from . import (
+    from_thread as from_thread,
+    lowlevel as lowlevel,
+    to_process as to_process,
+    to_thread as to_thread,
+)
 from ._core import (
     create_task_group as create_task_group,
     current_task as current_task,
@@ -16,6 +21,10 @@ from ._core import (
     is_cancelled as is_cancelled,
     run as run,
     shield as shield,
+)
+from ._processes import (
+    ProcessPool as ProcessPool,
+    run_in_process as run_in_process,
 )
 from ._sync import (
     Barrier as Barrier,
@@ -108,6 +117,7 @@ __all__ = [
     "Lock",
     "LockStatistics",
     "LoopToken",
+    "ProcessPool",
     "Queue",
     "QueueEmpty",
     "QueueFull",
@@ -152,6 +162,7 @@ __all__ = [
     "race",
     "retry",
     "run",
+    "run_in_process",
     "run_in_thread",
     "run_sync",
     "shield",

@@ -3,6 +3,7 @@
 //   token.rs  CancelToken: a one-shot cancellation any thread can wait on (GIL released)
 //   pool.rs   Pool: library-owned worker threads, started on demand, ended when idle
 //   job.rs    JobWait (the awaitable of a job), from_thread calls into a loop, LoopToken
+//   process.rs ProcessWorker: a child interpreter, its framed pipes, kill and reap
 //
 // Nothing here sits on the path of an ordinary await: a job is queued with one lock and one
 // condition-variable signal, and its completion reaches the loop through the loop's LoopPort,
@@ -10,6 +11,7 @@
 
 pub mod job;
 pub mod pool;
+pub mod process;
 pub mod token;
 
 use std::sync::Arc;
@@ -210,6 +212,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<job::LoopToken>()?;
     m.add_class::<WorkerPool>()?;
     m.add_class::<pool::WorkerEntry>()?;
+    m.add_class::<process::ProcessWorker>()?;
     m.add_function(wrap_pyfunction!(run_job, m)?)?;
     m.add_function(wrap_pyfunction!(default_pool_counts, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown_pools, m)?)?;
