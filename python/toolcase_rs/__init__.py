@@ -22,6 +22,15 @@ from ._core import (
     run as run,
     shield as shield,
 )
+from ._interop import (
+    AsyncAdapter as AsyncAdapter,
+    SyncAdapter as SyncAdapter,
+    ThreadContext as ThreadContext,
+    async_to_sync as async_to_sync,
+    processpool as processpool,
+    sync_to_async as sync_to_async,
+    threadpool as threadpool,
+)
 from ._processes import (
     ProcessPool as ProcessPool,
     run_in_process as run_in_process,
@@ -101,6 +110,7 @@ __version__ = "0.1.0"
 
 
 __all__ = [
+    "AsyncAdapter",
     "Barrier",
     "BarrierStatistics",
     "CancelScope",
@@ -130,17 +140,20 @@ __all__ = [
     "SemaphoreStatistics",
     "Settled",
     "SettledStatus",
+    "SyncAdapter",
     "TASK_STATUS_IGNORED",
     "TaskCancelled",
     "TaskGroup",
     "TaskHandle",
     "TaskState",
     "TaskStatus",
+    "ThreadContext",
     "ThreadPool",
     "ThreadPoolStatistics",
     "TokenRegistration",
     "WouldBlock",
     "as_completed",
+    "async_to_sync",
     "bounded_map",
     "checkpoint",
     "create_task_group",
@@ -159,6 +172,7 @@ __all__ = [
     "map_async",
     "move_on_after",
     "move_on_at",
+    "processpool",
     "race",
     "retry",
     "run",
@@ -169,6 +183,8 @@ __all__ = [
     "sleep",
     "sleep_forever",
     "sleep_until",
+    "sync_to_async",
+    "threadpool",
     "worker_thread_statistics",
 ]
 

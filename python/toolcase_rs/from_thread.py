@@ -26,6 +26,7 @@ from ._toolcase_rs import (
     call_in_loop,
     check_cancelled as _check_cancelled,
     current_token,
+    in_worker_job,
 )
 
 __all__ = [
@@ -39,19 +40,28 @@ __all__ = [
 T = TypeVar("T")
 
 
+def _default_token(token: LoopToken | None) -> LoopToken | None:
+    """No token and not in a worker job: the loop of an open `ThreadContext`, if any."""
+    if token is not None or in_worker_job():
+        return token
+    from ._interop import _context_token
+
+    return _context_token()
+
+
 def run(func: Callable[..., Awaitable[T]], *args: Any, token: LoopToken | None = None) -> T:
     """Run the async function `func(*args)` as a task of the loop and return its result.
 
     If the worker's own job is cancelled (its awaiting task was cancelled), the task started
     here is cancelled too.
     """
-    result: T = call_in_loop(func, args, True, token, "from_thread.run()")
+    result: T = call_in_loop(func, args, True, _default_token(token), "from_thread.run()")
     return result
 
 
 def run_sync(func: Callable[..., T], *args: Any, token: LoopToken | None = None) -> T:
     """Call the sync function `func(*args)` on the loop's thread and return its result."""
-    result: T = call_in_loop(func, args, False, token, "from_thread.run_sync()")
+    result: T = call_in_loop(func, args, False, _default_token(token), "from_thread.run_sync()")
     return result
 
 

@@ -376,6 +376,12 @@ pub fn current_cancel_token(py: Python<'_>) -> PyResult<CancelToken> {
     Ok(CancelToken::wrap(state))
 }
 
+/// True in a worker thread while it runs a job of this library.
+#[pyfunction]
+pub fn in_worker_job() -> bool {
+    current_job().is_some()
+}
+
 /// `from_thread.check_cancelled()`.
 #[pyfunction]
 pub fn check_cancelled(py: Python<'_>) -> PyResult<()> {

@@ -219,6 +219,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(job::current_token, m)?)?;
     m.add_function(wrap_pyfunction!(job::current_cancel_token, m)?)?;
     m.add_function(wrap_pyfunction!(job::check_cancelled, m)?)?;
+    m.add_function(wrap_pyfunction!(job::in_worker_job, m)?)?;
     m.add_function(wrap_pyfunction!(job::call_in_loop, m)?)?;
     // Worker threads must be gone before the interpreter finalises (see pool.rs).
     let threading = py.import("threading")?;

@@ -60,7 +60,7 @@ async def test_job_token_sees_the_deadline(tc):
         await tc.sleep(5)
     deadline, remaining = out
     assert deadline == pytest.approx(scope.deadline)
-    assert 0 < remaining <= 0.1
+    assert 0 < remaining <= 0.1 + 1e-3  # uvloop's clock is cached per iteration
 
 
 async def test_job_token_is_set_by_a_cancel_from_another_thread(tc):

@@ -27,6 +27,9 @@ workers keep memory bounded for generators and give backpressure for free. Unbou
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
 from typing import Any, Protocol, TypeVar
@@ -156,6 +159,38 @@ async def _apply(
         tick()
 
 
+def _on_executor(fn: Any, executor: concurrent.futures.Executor) -> Any:
+    """`fn(item)` on `executor`, as an async function (see `map_async(executor=)`)."""
+    if not isinstance(executor, concurrent.futures.Executor):
+        raise TypeError(
+            "map_async(executor=): expected a concurrent.futures.Executor, "
+            f"got {type(executor).__name__}"
+        )
+    if inspect.iscoroutine(fn):
+        fn.close()
+        raise TypeError("map_async(executor=): fn must be a sync function, got a coroutine")
+    if not callable(fn):
+        raise TypeError(f"map_async(): fn must be callable, not {type(fn).__name__!r}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            "map_async(executor=): fn must be a sync function (the executor runs it); "
+            f"{getattr(fn, '__qualname__', fn)!r} is async"
+        )
+
+    async def on_executor(item: Any) -> Any:
+        future = executor.submit(fn, item)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.cancel():
+                # Running: wait for it (shielded from further cancellation), then re-raise.
+                with CancelScope(shield=True), contextlib.suppress(BaseException):
+                    await asyncio.wrap_future(future)
+            raise
+
+    return on_executor
+
+
 async def map_async(
     fn: Callable[[T], Awaitable[R]],
     items: Iterable[T],
@@ -163,6 +198,7 @@ async def map_async(
     limit: int | None = None,
     ordered: bool = True,
     progress: ProgressCallback | _Bar | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> list[R]:
     """Apply an async function to every item, at most `limit` at a time, and collect results.
 
@@ -185,6 +221,10 @@ async def map_async(
             `len(items)`, or None when `items` has no length), or an object with an
             `update(n)` method such as a tqdm bar (`update(1)` per item). It runs in the
             worker; an exception it raises is an error like any other.
+        executor: run a *sync* `fn` on this `concurrent.futures.Executor` (a process pool, a
+            Dask cluster's `Client.get_executor()`, ...) instead: `limit`, order, progress
+            and cancellation work the same. Cancelling the caller cancels the executor's
+            futures that have not started and waits for the running ones to finish.
 
     Returns:
         The results of `fn`, in input order (or completion order).
@@ -198,7 +238,10 @@ async def map_async(
     Cancel safety: cancelling the caller cancels the calls in flight and waits for them; the
     rest of `items` is left unconsumed.
     """
-    _check_async_callable(fn, "map_async")
+    if executor is not None:
+        fn = _on_executor(fn, executor)
+    else:
+        _check_async_callable(fn, "map_async")
     limit = _check_limit(limit, "map_async")
     total = len(items) if isinstance(items, Sized) else None
     tick = _progress_hook(progress, total)
