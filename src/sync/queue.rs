@@ -158,6 +158,8 @@ fn fill_reserved(shared: &Shared, item: &mut Option<Py<PyAny>>) -> Filled {
     }
     let item = item.take().expect("item present until put");
     st.deliver(shared, item, false, &mut out);
+    // Handed straight to a waiting getter, the slot is free again: the next putter gets it.
+    st.grant_putters(shared, &mut out);
     Filled(out, true)
 }
 
