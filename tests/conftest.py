@@ -26,6 +26,7 @@ import contextlib
 import gc
 import importlib
 import inspect
+import os
 import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -96,7 +97,18 @@ def pytest_asyncio_loop_factories(
     }
     if uvloop is not None:
         factories["uvloop"] = uvloop.new_event_loop
+    if os.environ.get("TOOLCASE_RS_TEST_EAGER") and hasattr(asyncio, "eager_task_factory"):
+        # Opt-in (3.12+): the whole suite on loops whose tasks start eagerly, to hunt crashes
+        # and hangs. About twenty tests assert that a spawned child has not started yet, which
+        # eager start changes by design (their AnyIO variants fail the same way).
+        factories = {"asyncio-eager": _eager_loop}
     return factories
+
+
+def _eager_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    return loop
 
 
 def _import_toolcase_rs() -> types.ModuleType:

@@ -62,6 +62,11 @@ pub fn deliver(py: Python<'_>, rt: &Arc<LoopRuntime>, tasks: Vec<TaskKey>) -> Py
             Some(None) => defer(py, rt, key),
             Some(Some(task)) => {
                 let task = task.into_bound(py);
+                if asyncio::is_done(&task).unwrap_or(false) {
+                    // Finished already (an eager child that completed in its first step):
+                    // nothing to deliver.
+                    continue;
+                }
                 if Some(key) == eager || Some(ptr_key(&task)) == current || !has_started(&task) {
                     defer(py, rt, key)
                 } else {
@@ -110,6 +115,11 @@ pub fn defer(py: Python<'_>, rt: &Arc<LoopRuntime>, key: TaskKey) -> PyResult<()
 /// A task has started once its coroutine ran its first step. One parked on a future has.
 fn has_started(task: &Bound<'_, PyAny>) -> bool {
     let py = task.py();
+    // A finished task has started; and `get_coro()` must not be called on it: an eager task
+    // that finished in its first step has no coroutine any more, and 3.12.1 crashes there.
+    if asyncio::is_done(task).unwrap_or(true) {
+        return true;
+    }
     if task
         .getattr(intern!(py, "_fut_waiter"))
         .is_ok_and(|w| !w.is_none())

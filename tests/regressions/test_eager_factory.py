@@ -251,3 +251,30 @@ def test_uvloop_eager_task_factory_start_soon_child_result_via_handle(tc, child)
             loop.set_task_factory(None)
 
     assert uvloop.run(main()) == 1
+
+
+# --- a child that cancels its group and finishes in its eager first step --------------------
+
+
+@needs_eager_factory
+async def test_child_cancelling_its_group_while_finishing_eagerly_does_not_crash(tc):
+    """Delivery used to ask such a finished task for its coroutine, which it no longer has
+    (3.12.1 crashed there); a finished task now gets no delivery at all."""
+
+    async def cancel_group(scope) -> None:
+        scope.cancel()
+
+    async def cancel_group_and_fail(scope) -> None:
+        scope.cancel()
+        raise TypeError("failed in the first step")
+
+    with eager_task_factory():
+        async with asyncio.timeout(5):
+            async with tc.TaskGroup() as tg:
+                tg.spawn(cancel_group(tg.cancel_scope))
+        assert tg.cancel_scope.cancel_called
+        with pytest.raises(ExceptionGroup) as info:
+            async with asyncio.timeout(5):
+                async with tc.TaskGroup() as tg:
+                    tg.spawn(cancel_group_and_fail(tg.cancel_scope))
+        assert isinstance(info.value.exceptions[0], TypeError)
