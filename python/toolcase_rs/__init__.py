@@ -34,6 +34,7 @@ from ._interop import (
 )
 from ._processes import (
     ProcessPool as ProcessPool,
+    ProcessPoolStatistics as ProcessPoolStatistics,
     run_in_process as run_in_process,
 )
 from ._sync import (
@@ -149,6 +150,7 @@ __all__ = [
     "LockStatistics",
     "LoopToken",
     "ProcessPool",
+    "ProcessPoolStatistics",
     "Queue",
     "QueueEmpty",
     "QueueFull",

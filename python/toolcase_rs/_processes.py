@@ -17,16 +17,27 @@ import sys
 import threading
 import weakref
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ._toolcase_rs import CancelScope, CapacityLimiter, ProcessWorker
 
-__all__ = ["ProcessPool", "run_in_process"]
+__all__ = ["ProcessPool", "ProcessPoolStatistics", "run_in_process"]
 
 T = TypeVar("T")
 
 _POOLS: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class ProcessPoolStatistics:
+    """Worker processes of a `ProcessPool`: idle, running a job, and jobs waiting for one."""
+
+    max_workers: int
+    idle: int
+    busy: int
+    queued: int
 
 
 def _command() -> list[str]:
@@ -267,14 +278,15 @@ class ProcessPool:
                     worker.kill()
                     worker.wait(1.0)
 
-    def statistics(self) -> dict[str, int]:
+    def statistics(self) -> ProcessPoolStatistics:
+        """Worker processes idle and busy, and jobs waiting for a worker."""
         with self._lock:
-            return {
-                "max_workers": self.max_workers,
-                "idle": len(self._idle),
-                "busy": len(self._busy),
-                "waiting": self._limiter.statistics().tasks_waiting,
-            }
+            return ProcessPoolStatistics(
+                self.max_workers,
+                len(self._idle),
+                len(self._busy),
+                self._limiter.statistics().tasks_waiting,
+            )
 
     async def __aenter__(self) -> ProcessPool:
         return self
@@ -291,7 +303,7 @@ class ProcessPool:
 
     def __repr__(self) -> str:
         s = self.statistics()
-        return f"<ProcessPool max_workers={self.max_workers} busy={s['busy']} idle={s['idle']}>"
+        return f"<ProcessPool max_workers={self.max_workers} busy={s.busy} idle={s.idle}>"
 
 
 _default_pool: ProcessPool | None = None

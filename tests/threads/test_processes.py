@@ -112,6 +112,17 @@ async def test_unpicklable_result_is_a_clear_error(tc):
         assert await pool.run(square, 2) == 4
 
 
+async def test_statistics_count_idle_and_busy_workers(tc):
+    async with tc.ProcessPool(2) as pool:
+        job = asyncio.ensure_future(pool.run(sleep_then, 0.3, None))
+        await asyncio.sleep(0.1)
+        busy = pool.statistics()
+        await job
+        idle = pool.statistics()
+    assert (busy.max_workers, busy.busy) == (2, 1)
+    assert (idle.busy, idle.idle, idle.queued) == (0, 1, 0)
+
+
 async def test_shut_down_pool_refuses_jobs(tc):
     pool = tc.ProcessPool(1)
     pool.shutdown()
