@@ -21,6 +21,7 @@ from typing import Any, TypeVar, overload
 from ._processes import ProcessPool, run_in_process
 from ._threads import ThreadPool, run_in_thread, run_sync
 from ._toolcase_rs import LoopToken, current_token
+from .from_thread import _contexts
 
 __all__ = [
     "AsyncAdapter",
@@ -187,17 +188,6 @@ def processpool(func: Callable[..., Any] | None = None, *, pool: ProcessPool | N
     in a worker process of `pool` (default: the pool behind `run_in_process`). Decorate
     module-level functions: the worker finds the original through the module."""
     return _decorator("processpool", func, pool, ProcessPool, run_in_process, True)
-
-
-_contexts: list[LoopToken] = []
-
-
-def _context_token() -> LoopToken | None:
-    """The loop of the innermost open `ThreadContext` (for `from_thread` in plain threads)."""
-    for token in reversed(_contexts):
-        if not token.closed:
-            return token
-    return None
 
 
 class ThreadContext:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
-import functools
 import os
 import threading
 from collections.abc import Callable, Coroutine, Iterable
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._toolcase_rs import CapacityLimiter, WorkerPool, default_pool_counts, run_job
-from .to_thread import _check_limiter, current_default_thread_limiter
+from ._toolcase_rs import CancelScope, CapacityLimiter, WorkerPool, default_pool_counts, run_job
+from .to_thread import _run
 
 __all__ = [
     "ThreadPool",
@@ -38,13 +38,30 @@ async def run_in_thread(
     **kwargs: Any,
 ) -> T:
     """`to_thread.run_sync` with keyword arguments passed through to `func`."""
-    if limiter is None:
-        limiter = current_default_thread_limiter()
+    return await _run(func, args, kwargs or None, abandon_on_cancel, limiter)
+
+
+async def run_on_executor(
+    executor: concurrent.futures.Executor, func: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """Run `func(*args, **kwargs)` on any `concurrent.futures.Executor` and await the result.
+
+    On a thread executor the call runs in a copy of the caller's contextvars (other executors
+    pickle the call, and a context cannot be pickled). Cancelling the caller cancels the job if
+    it has not started, and otherwise waits for it to finish (shielded), then re-raises: the job
+    never outlives the await.
+    """
+    if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+        future = executor.submit(contextvars.copy_context().run, func, *args, **kwargs)
     else:
-        _check_limiter(limiter)
-    async with limiter:
-        result: T = await run_job(func, args, kwargs or None, abandon_on_cancel)
-        return result
+        future = executor.submit(func, *args, **kwargs)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        if not future.cancel():
+            with CancelScope(shield=True), contextlib.suppress(BaseException):
+                await asyncio.wrap_future(future)
+        raise
 
 
 @dataclass(frozen=True)
@@ -117,14 +134,7 @@ class ThreadPool:
             result: T = await self._native.run(func, args, kwargs or None)
             return result
         assert self._executor is not None
-        ctx = contextvars.copy_context()
-        call = functools.partial(ctx.run, func, *args, **kwargs)
-        future = self._executor.submit(call)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
+        return await run_on_executor(self._executor, func, *args, **kwargs)
 
     def submit(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         """Start `func(*args, **kwargs)` now; an `asyncio.Future` (a Task) for its result."""

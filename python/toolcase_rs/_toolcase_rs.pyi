@@ -62,7 +62,6 @@ __all__ = [
     "default_pool_counts",
     "fail_after",
     "fail_at",
-    "in_worker_job",
     "move_on_after",
     "move_on_at",
     "run_job",
@@ -426,13 +425,13 @@ def shutdown_pools() -> None: ...
 def current_token() -> LoopToken: ...
 def current_cancel_token() -> CancelToken: ...
 def check_cancelled() -> None: ...
-def in_worker_job() -> bool: ...
 def call_in_loop(
     func: Callable[..., Any],
     args: tuple[Any, ...],
     is_async: bool,
     token: LoopToken | None = None,
     what: str = "from_thread.run()",
+    fallback: LoopToken | None = None,
 ) -> Any: ...
 
 @final

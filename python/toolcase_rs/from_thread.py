@@ -26,7 +26,6 @@ from ._toolcase_rs import (
     call_in_loop,
     check_cancelled as _check_cancelled,
     current_token,
-    in_worker_job,
 )
 
 __all__ = [
@@ -40,13 +39,16 @@ __all__ = [
 T = TypeVar("T")
 
 
-def _default_token(token: LoopToken | None) -> LoopToken | None:
-    """No token and not in a worker job: the loop of an open `ThreadContext`, if any."""
-    if token is not None or in_worker_job():
-        return token
-    from ._interop import _context_token
+#: The loops of the open `ThreadContext`s, innermost last.
+_contexts: list[LoopToken] = []
 
-    return _context_token()
+
+def _context() -> LoopToken | None:
+    """The loop of the innermost open `ThreadContext` (for threads that are not worker jobs)."""
+    for token in reversed(_contexts):
+        if not token.closed:
+            return token
+    return None
 
 
 def run(func: Callable[..., Awaitable[T]], *args: Any, token: LoopToken | None = None) -> T:
@@ -55,13 +57,13 @@ def run(func: Callable[..., Awaitable[T]], *args: Any, token: LoopToken | None =
     If the worker's own job is cancelled (its awaiting task was cancelled), the task started
     here is cancelled too.
     """
-    result: T = call_in_loop(func, args, True, _default_token(token), "from_thread.run()")
+    result: T = call_in_loop(func, args, True, token, "from_thread.run()", _context())
     return result
 
 
 def run_sync(func: Callable[..., T], *args: Any, token: LoopToken | None = None) -> T:
     """Call the sync function `func(*args)` on the loop's thread and return its result."""
-    result: T = call_in_loop(func, args, False, _default_token(token), "from_thread.run_sync()")
+    result: T = call_in_loop(func, args, False, token, "from_thread.run_sync()", _context())
     return result
 
 

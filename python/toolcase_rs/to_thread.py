@@ -80,10 +80,21 @@ async def run_sync(
             stacklevel=2,
         )
         abandon_on_cancel = bool(cancellable)
+    return await _run(func, args, None, abandon_on_cancel, limiter)
+
+
+async def _run(
+    func: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    abandon_on_cancel: bool,
+    limiter: CapacityLimiter | None,
+) -> T:
+    """A job on the default worker threads, under `limiter` (shared with `run_in_thread`)."""
     if limiter is None:
         limiter = current_default_thread_limiter()
     else:
         _check_limiter(limiter)
     async with limiter:
-        result: T = await run_job(func, args, None, abandon_on_cancel)
+        result: T = await run_job(func, args, kwargs, abandon_on_cancel)
         return result

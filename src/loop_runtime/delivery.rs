@@ -113,13 +113,10 @@ pub fn defer(py: Python<'_>, rt: &Arc<LoopRuntime>, key: TaskKey) -> PyResult<()
 }
 
 /// A task has started once its coroutine ran its first step. One parked on a future has.
+/// Only for a task that is not done: an eager task that finished in its first step has no
+/// coroutine any more, and `get_coro()` on it crashes CPython 3.12.1 (both callers look first).
 fn has_started(task: &Bound<'_, PyAny>) -> bool {
     let py = task.py();
-    // A finished task has started; and `get_coro()` must not be called on it: an eager task
-    // that finished in its first step has no coroutine any more, and 3.12.1 crashes there.
-    if asyncio::is_done(task).unwrap_or(true) {
-        return true;
-    }
     if task
         .getattr(intern!(py, "_fut_waiter"))
         .is_ok_and(|w| !w.is_none())

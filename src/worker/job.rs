@@ -376,12 +376,6 @@ pub fn current_cancel_token(py: Python<'_>) -> PyResult<CancelToken> {
     Ok(CancelToken::wrap(state))
 }
 
-/// True in a worker thread while it runs a job of this library.
-#[pyfunction]
-pub fn in_worker_job() -> bool {
-    current_job().is_some()
-}
-
 /// `from_thread.check_cancelled()`.
 #[pyfunction]
 pub fn check_cancelled(py: Python<'_>) -> PyResult<()> {
@@ -523,11 +517,31 @@ impl SlotDone {
     }
 }
 
-/// Calls `func(*args)` on the loop of `token` (or of the worker job running here) and blocks,
-/// with the GIL released, until it returns. `is_async`: `func` is an async function, run as a
-/// task of that loop.
+/// The runtime behind a `LoopToken` argument.
+fn token_runtime(token: &Bound<'_, PyAny>, what: &str) -> PyResult<Arc<LoopRuntime>> {
+    Ok(token
+        .cast::<LoopToken>()
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{what}: token must be a LoopToken from toolcase_rs.lowlevel.current_token(), \
+                 got {}",
+                token
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?
+        .get()
+        .rt
+        .clone())
+}
+
+/// Calls `func(*args)` on a loop and blocks, with the GIL released, until it returns. The loop:
+/// `token`'s, else that of the worker job running here, else `fallback`'s (an open
+/// `ThreadContext`). `is_async`: `func` is an async function, run as a task of that loop.
 #[pyfunction]
-#[pyo3(signature = (func, args, is_async, token=None, what="from_thread.run()"))]
+#[pyo3(signature = (func, args, is_async, token=None, what="from_thread.run()", fallback=None))]
 pub fn call_in_loop(
     py: Python<'_>,
     func: Py<PyAny>,
@@ -535,6 +549,7 @@ pub fn call_in_loop(
     is_async: bool,
     token: Option<&Bound<'_, PyAny>>,
     what: &str,
+    fallback: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     if !func.bind(py).is_callable() {
         return Err(PyTypeError::new_err(format!(
@@ -543,30 +558,22 @@ pub fn call_in_loop(
         )));
     }
     let job = current_job();
-    let rt = match token.filter(|t| !t.is_none()) {
-        Some(t) => {
-            t.cast::<LoopToken>()
-                .map_err(|_| {
-                    PyTypeError::new_err(format!(
-                    "{what}: token must be a LoopToken from toolcase_rs.lowlevel.current_token(), \
-                     got {}",
-                    t.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-                ))
-                })?
-                .get()
-                .rt
-                .clone()
+    let rt = match (
+        token.filter(|t| !t.is_none()),
+        &job,
+        fallback.filter(|t| !t.is_none()),
+    ) {
+        (Some(t), _, _) => token_runtime(t, what)?,
+        (None, Some(j), _) => j.rt.clone(),
+        (None, None, Some(t)) => token_runtime(t, what)?,
+        (None, None, None) => {
+            return Err(PyRuntimeError::new_err(format!(
+                "{what} does not know which event loop to call: call it from a worker \
+                 thread started by toolcase_rs (to_thread.run_sync, run_in_thread), inside a \
+                 ThreadContext, or pass token=toolcase_rs.lowlevel.current_token() taken on \
+                 the loop"
+            )))
         }
-        None => match &job {
-            Some(j) => j.rt.clone(),
-            None => {
-                return Err(PyRuntimeError::new_err(format!(
-                    "{what} does not know which event loop to call: call it from a worker \
-                     thread started by toolcase_rs (to_thread.run_sync, run_in_thread), or pass \
-                     token=toolcase_rs.lowlevel.current_token() taken on the loop"
-                )))
-            }
-        },
     };
     if rt.is_current(py) {
         return Err(PyRuntimeError::new_err(format!(

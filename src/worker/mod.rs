@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::awaitable::Waiting;
+use crate::sync::IntArg;
 use pool::Pool;
 use token::TokenState;
 
@@ -100,12 +101,7 @@ impl WorkerPool {
     #[new]
     #[pyo3(signature = (max_workers, thread_name_prefix="toolcase_rs-pool-"))]
     fn py_new(max_workers: Bound<'_, PyAny>, thread_name_prefix: &str) -> PyResult<Self> {
-        if max_workers.is_instance_of::<pyo3::types::PyBool>() {
-            return Err(PyTypeError::new_err(
-                "max_workers must be an int >= 1, not bool",
-            ));
-        }
-        let n: i64 = max_workers.extract().map_err(|_| {
+        let IntArg(n) = max_workers.extract().map_err(|_| {
             PyTypeError::new_err(format!(
                 "max_workers must be an int >= 1, got {}",
                 max_workers
@@ -166,8 +162,7 @@ impl WorkerPool {
 
     /// (threads, idle, busy, queued)
     fn counts(&self) -> (usize, usize, usize, usize) {
-        let s = self.pool.stats();
-        (s.threads, s.idle, s.busy, s.queued)
+        self.pool.stats().as_tuple()
     }
 }
 
@@ -195,8 +190,7 @@ pub fn run_job<'py>(
 /// (threads, idle, busy, queued) of the default pool.
 #[pyfunction]
 pub fn default_pool_counts() -> (usize, usize, usize, usize) {
-    let s = default_pool().stats();
-    (s.threads, s.idle, s.busy, s.queued)
+    default_pool().stats().as_tuple()
 }
 
 /// Shuts every worker pool down (registered with `threading._register_atexit`).
@@ -219,7 +213,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(job::current_token, m)?)?;
     m.add_function(wrap_pyfunction!(job::current_cancel_token, m)?)?;
     m.add_function(wrap_pyfunction!(job::check_cancelled, m)?)?;
-    m.add_function(wrap_pyfunction!(job::in_worker_job, m)?)?;
     m.add_function(wrap_pyfunction!(job::call_in_loop, m)?)?;
     // Worker threads must be gone before the interpreter finalises (see pool.rs).
     let threading = py.import("threading")?;

@@ -53,7 +53,7 @@ pub struct Pool {
     state: Mutex<State>,
     /// Signalled when a job is queued or the pool shuts down (workers wait on it).
     work: Condvar,
-    /// Signalled when a worker finishes a job or exits (shutdown waits on it).
+    /// Signalled when a worker exits, or runs out of jobs (shutdown waits on it).
     done: Condvar,
 }
 
@@ -63,6 +63,13 @@ pub struct PoolStats {
     pub idle: usize,
     pub busy: usize,
     pub queued: usize,
+}
+
+impl PoolStats {
+    /// `(threads, idle, busy, queued)`, as the Python side reads it.
+    pub fn as_tuple(&self) -> (usize, usize, usize, usize) {
+        (self.threads, self.idle, self.busy, self.queued)
+    }
 }
 
 static POOLS: Mutex<Vec<Weak<Pool>>> = Mutex::new(Vec::new());
@@ -186,10 +193,14 @@ impl Pool {
         Ok(())
     }
 
-    /// Attached: takes the next job, passing the wake-up on if more are queued.
-    fn take(self: &Arc<Self>, py: Python<'_>) -> Option<Job> {
+    /// Attached: takes the next job, passing the wake-up on if more are queued. `finished`: the
+    /// caller just finished a job (counted here, under the same lock).
+    fn take(self: &Arc<Self>, py: Python<'_>, finished: bool) -> Option<Job> {
         let (job, spawn) = {
             let mut st = self.state.lock();
+            if finished {
+                st.busy -= 1;
+            }
             let job = st.queue.pop_front();
             if job.is_some() {
                 st.busy += 1;
@@ -211,16 +222,20 @@ impl Pool {
     /// as many threads as they need.
     fn work_loop(self: &Arc<Self>, py: Python<'_>) {
         self.state.lock().starting -= 1;
+        let mut finished = false;
         loop {
-            let Some(job) = self.take(py) else {
+            let Some(job) = self.take(py, finished) else {
+                if finished {
+                    self.done.notify_all();
+                }
                 if !py.detach(|| self.wait_for_work()) {
                     return;
                 }
+                finished = false;
                 continue;
             };
             job(py);
-            self.state.lock().busy -= 1;
-            self.done.notify_all();
+            finished = true;
         }
     }
 

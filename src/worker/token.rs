@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
 
@@ -117,26 +117,21 @@ fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>>
     let Some(t) = timeout.filter(|t| !t.is_none()) else {
         return Ok(None);
     };
-    if t.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(PyTypeError::new_err(
-            "CancelToken.wait(timeout): timeout must be a number of seconds or None, not bool",
-        ));
-    }
-    let secs: f64 = t.extract().map_err(|_| {
-        PyTypeError::new_err(format!(
+    let secs: Option<f64> = if t.is_instance_of::<pyo3::types::PyBool>() {
+        None
+    } else {
+        t.extract().ok()
+    };
+    let Some(secs) = secs else {
+        return Err(PyTypeError::new_err(format!(
             "CancelToken.wait(timeout): timeout must be a number of seconds or None, not {}",
             t.get_type()
                 .name()
                 .map(|n| n.to_string())
                 .unwrap_or_default()
-        ))
-    })?;
-    if secs.is_nan() {
-        return Err(PyValueError::new_err(
-            "CancelToken.wait(timeout): timeout must not be NaN",
-        ));
-    }
-    Ok(Some(Duration::from_secs_f64(secs.clamp(0.0, 1e9))))
+        )));
+    };
+    Ok(crate::sync::check_timeout(Some(secs))?.map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))))
 }
 
 #[pymethods]

@@ -3,7 +3,6 @@ or AnyIO 4.16 (the oracle) for the thread and interop API."""
 
 from __future__ import annotations
 
-import importlib
 import types
 
 import anyio
@@ -12,41 +11,29 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-
-def _toolcase_rs() -> types.ModuleType:
-    try:
-        return importlib.import_module("toolcase_rs")
-    except ImportError as exc:  # pragma: no cover
-        pytest.skip(f"toolcase_rs is not importable yet: {exc}")
+#: The names both libraries have at the top level, under the same meaning.
+_SHARED = (
+    "to_thread",
+    "from_thread",
+    "CancelScope",
+    "move_on_after",
+    "create_task_group",
+    "CapacityLimiter",
+    "Event",
+    "sleep",
+    "get_cancelled_exc_class",
+)
 
 
 @pytest.fixture(params=["toolcase_rs", "anyio"])
 def tlib(request: pytest.FixtureRequest) -> types.SimpleNamespace:
     if request.param == "anyio":
-        return types.SimpleNamespace(
-            name="anyio",
-            to_thread=anyio.to_thread,
-            from_thread=anyio.from_thread,
-            current_token=anyio.lowlevel.current_token,
-            CancelScope=anyio.CancelScope,
-            move_on_after=anyio.move_on_after,
-            create_task_group=anyio.create_task_group,
-            CapacityLimiter=anyio.CapacityLimiter,
-            Event=anyio.Event,
-            sleep=anyio.sleep,
-            get_cancelled_exc_class=anyio.get_cancelled_exc_class,
-        )
-    tc = _toolcase_rs()
+        module, current_token = anyio, anyio.lowlevel.current_token
+    else:
+        module = request.getfixturevalue("tc")  # skips while toolcase_rs is not importable
+        current_token = module.lowlevel.current_token
     return types.SimpleNamespace(
-        name="toolcase_rs",
-        to_thread=tc.to_thread,
-        from_thread=tc.from_thread,
-        current_token=tc.lowlevel.current_token,
-        CancelScope=tc.CancelScope,
-        move_on_after=tc.move_on_after,
-        create_task_group=tc.create_task_group,
-        CapacityLimiter=tc.CapacityLimiter,
-        Event=tc.Event,
-        sleep=tc.sleep,
-        get_cancelled_exc_class=tc.get_cancelled_exc_class,
+        name=request.param,
+        current_token=current_token,
+        **{name: getattr(module, name) for name in _SHARED},
     )

@@ -195,42 +195,42 @@ async def test_to_process_cancellable_raises_at_once(tlib):
     assert time.monotonic() - t0 < 10
 
 
+def _run_script(path, text: str):
+    import subprocess
+    import sys
+
+    path.write_text(text)
+    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=60)
+
+
 def test_script_without_a_main_guard_does_not_recurse(tmp_path):
     """The worker imports the main script; a script without a guard tries to start a pool
     there: that attempt fails with a message about the guard (on the worker's stderr), and
     nothing recurses."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "unguarded.py"
-    script.write_text(
+    proc = _run_script(
+        tmp_path / "unguarded.py",
         "import asyncio, toolcase_rs as tc\n"
         "def square(x):\n"
         "    return x * x\n"
         "try:\n"
         "    print(asyncio.run(tc.run_in_process(square, 3)))\n"
         "except RuntimeError as exc:\n"
-        "    print('RuntimeError:', exc)\n"
+        "    print('RuntimeError:', exc)\n",
     )
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "9"
     assert 'if __name__ == "__main__":' in proc.stderr
 
 
 def test_script_functions_run_in_workers(tmp_path):
-    import subprocess
-    import sys
-
-    script = tmp_path / "guarded.py"
-    script.write_text(
+    proc = _run_script(
+        tmp_path / "guarded.py",
         "import asyncio, toolcase_rs as tc\n"
         "def square(x):\n"
         "    return x * x\n"
         "if __name__ == '__main__':\n"
-        "    print(asyncio.run(tc.run_in_process(square, 3)))\n"
+        "    print(asyncio.run(tc.run_in_process(square, 3)))\n",
     )
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "9"
     assert proc.stderr == ""

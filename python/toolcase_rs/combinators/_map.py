@@ -27,13 +27,12 @@ workers keep memory bounded for generators and give backpressure for free. Unbou
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
 from typing import Any, Protocol, TypeVar
 
+from .._threads import run_on_executor
 from .._toolcase_rs import CancelScope, TaskGroup
 from ._arguments import _check_async_callable, _check_limit, _not_awaitable
 from ._errors import _first_error, _raise
@@ -178,15 +177,7 @@ def _on_executor(fn: Any, executor: concurrent.futures.Executor) -> Any:
         )
 
     async def on_executor(item: Any) -> Any:
-        future = executor.submit(fn, item)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            if not future.cancel():
-                # Running: wait for it (shielded from further cancellation), then re-raise.
-                with CancelScope(shield=True), contextlib.suppress(BaseException):
-                    await asyncio.wrap_future(future)
-            raise
+        return await run_on_executor(executor, fn, item)
 
     return on_executor
 

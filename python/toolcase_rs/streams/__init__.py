@@ -19,7 +19,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .._toolcase_rs import Event, RateLimiter, TaskGroup, move_on_after
+from .._toolcase_rs import EndOfStream, Event, Queue, RateLimiter, TaskGroup, move_on_after
 from ._pump import Pump, PumpedStream, check_stream, close_source
 
 __all__ = [
@@ -44,6 +44,15 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+async def _read_into(source: AsyncIterable[Any], items: Queue[Any]) -> None:
+    """Pump `source` into `items`, then close it (its reader then sees the end)."""
+    try:
+        async for item in source:
+            await items.put(item)
+    finally:
+        items.close()
 
 
 def _positive_int(value: object, what: str) -> int:
@@ -195,37 +204,27 @@ class _Batched(PumpedStream[list[T]]):
         source, size, timeout = self._sources[0], self._size, self._timeout
 
         async def pump(tg: TaskGroup, send: Callable[[Any], Awaitable[None]]) -> None:
-            items: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(1)
-
-            async def read() -> None:
-                async for item in source:
-                    await items.put((True, item))
-                await items.put((False, None))
+            items: Queue[Any] = Queue(1)
 
             async def batch() -> None:
                 loop = asyncio.get_running_loop()
-                more = True
-                while more:
-                    ok, item = await items.get()
-                    if not ok:
-                        return
-                    current = [item]
+                async for first in items:
+                    current = [first]
                     due = None if timeout is None else loop.time() + timeout
                     while len(current) < size:
                         wait = None if due is None else due - loop.time()
                         if wait is not None and wait <= 0:
                             break
                         with move_on_after(wait):
-                            ok, item = await items.get()
-                            if not ok:
-                                more = False
-                                break
-                            current.append(item)
-                            continue
-                        break  # the timeout passed since the batch's first item
+                            try:
+                                current.append(await items.get())
+                                continue
+                            except EndOfStream:
+                                pass
+                        break  # the stream ended, or `timeout` passed since `first`
                     await send(current)
 
-            tg.start_soon(read)
+            tg.start_soon(_read_into, source, items)
             tg.start_soon(batch)
 
         return pump
@@ -252,32 +251,24 @@ class _TimedOut(PumpedStream[T]):
         source, timeout, on_timeout = self._sources[0], self._timeout, self._on_timeout
 
         async def pump(tg: TaskGroup, send: Callable[[Any], Awaitable[None]]) -> None:
-            items: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(1)
-
-            async def read() -> None:
-                async for item in source:
-                    await items.put((True, item))
-                await items.put((False, None))
+            items: Queue[Any] = Queue(1)
 
             async def watch() -> None:
                 while True:
-                    got: tuple[bool, Any] | None = None
                     with move_on_after(timeout) as scope:
-                        got = await items.get()
-                    if got is not None:
-                        ok, item = got
-                        if not ok:
-                            tg.cancel_scope.cancel()
+                        try:
+                            item = await items.get()
+                        except EndOfStream:
                             return
+                    if not scope.cancelled_caught:
                         await send(item)
-                        continue
-                    if scope.cancelled_caught:
-                        if on_timeout is None:
-                            raise TimeoutError(f"timeout_stream(): no item within {timeout} s")
+                    elif on_timeout is None:
+                        raise TimeoutError(f"timeout_stream(): no item within {timeout} s")
+                    else:
                         value = on_timeout() if callable(on_timeout) else on_timeout
                         await send(await _maybe_await(value))
 
-            tg.start_soon(read)
+            tg.start_soon(_read_into, source, items)
             tg.start_soon(watch)
 
         return pump
